@@ -1,0 +1,38 @@
+/**
+ * Built-in read-only handlers of every Manager: `grid.stats` returns the
+ * node's GridStats; `grid.watch` streams them every `intervalMs`.
+ *
+ * @module
+ */
+import { defineSingle, defineStream } from "./handlers/define.ts";
+import type { GridStats } from "./types.ts";
+import type { Manager } from "./manager.ts";
+
+/** `grid.stats`: this node's statistics. */
+export const GridStatsHandler = defineSingle<undefined | null, GridStats>("grid.stats");
+/** `grid.watch`: statistics every `intervalMs` (at least 100 ms). */
+export const GridWatchHandler = defineStream<{ intervalMs?: number } | undefined | null, never, GridStats>(
+  "grid.watch",
+  { inCapacity: 0, outCapacity: 4 },
+);
+
+/** Registers the built-in handlers on `grid`. */
+export function registerBuiltins(grid: Manager): void {
+  grid.handle(GridStatsHandler, () => grid.stats(), { readOnly: true });
+  grid.handleStream(GridWatchHandler, async (call) => {
+    const every = Math.max(100, Math.min(60_000, Number(call.payload?.intervalMs ?? 1000) || 1000));
+    const w = call.responses.getWriter();
+    while (!call.signal.aborted) {
+      await w.write(grid.stats());
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(done, every);
+        function done() {
+          clearTimeout(t);
+          call.signal.removeEventListener("abort", done);
+          resolve();
+        }
+        call.signal.addEventListener("abort", done, { once: true });
+      });
+    }
+  }, { readOnly: true });
+}

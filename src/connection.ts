@@ -1,0 +1,517 @@
+/**
+ * A Connection is this node's relation with one remote: it dials (or waits to
+ * be dialed), authenticates, reconnects with backoff, and carries the calls
+ * made to and served for that remote over its current Link.
+ *
+ * @module
+ */
+import {
+  DisconnectedError,
+  errorFromCode,
+  GridError,
+  PayloadTooLargeError,
+  ProtocolError,
+  UnauthorizedError,
+} from "./errors.ts";
+import type { SingleDefinition, StreamDefinition } from "./handlers/define.ts";
+import type { HandlerRegistry } from "./handlers/registry.ts";
+import { Link } from "./link.ts";
+import { MuxCallee } from "./mux/callee.ts";
+import { downError, MuxCaller } from "./mux/caller.ts";
+import { clampTimeout } from "./mux/wire.ts";
+import type { Message } from "./protocol/frame.ts";
+import { decodeWelcome, encodeHandshake, type Hello, randomId, type Welcome } from "./protocol/handshake.ts";
+import { OP_HELLO, OP_WELCOME } from "./protocol/ops.ts";
+import type { GridSocket } from "./socket.ts";
+import type { HandlerStatsTable } from "./stats/handler_stats.ts";
+import type { CallOptions, Codec, ConnectionStats, Stream } from "./types.ts";
+import { raw } from "./handlers/codecs.ts";
+
+/** Connection states, as reported by stats. */
+export type ConnectionState = "connecting" | "up" | "down" | "closed";
+
+/** Settings a Connection takes from its Manager or Client. */
+export interface ConnectionSettings {
+  readonly requestTimeout: number;
+  readonly pingInterval: number;
+  readonly maxMessageBytes: number;
+  readonly handshakeTimeout: number;
+  readonly backoffBase: number;
+  readonly backoffCap: number;
+}
+
+/** What a Connection needs from its owner. */
+export interface ConnectionOwner {
+  readonly settings: ConnectionSettings;
+  readonly registry: HandlerRegistry;
+  readonly handlerStats: HandlerStatsTable;
+  /** Builds the hello for a dial to `remote`. */
+  makeHello(remote: string, nonce: string): Promise<Hello>;
+  /** Checks the acceptor's welcome (proof that it knows the secret). */
+  checkWelcome(remote: string, w: Welcome, nonce: string): Promise<boolean>;
+  /** Opens a socket to `url` (the global WebSocket, unless the owner overrides it). */
+  openSocket(url: string): GridSocket;
+  /** State changes worth an event. */
+  notify(type: "connect" | "disconnect" | "restart", conn: Connection): void;
+}
+
+const ZERO_COUNTERS = { bytesIn: 0, bytesOut: 0, messagesIn: 0, messagesOut: 0, framesIn: 0, framesOut: 0 };
+
+interface Waiter {
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+/**
+ * The connection to one remote host. Obtain it with `grid.connection(host)`.
+ *
+ * @example
+ * ```ts
+ * const conn = grid.connection("ws://10.0.0.2:9000");
+ * const res = await conn.request("echo", new Uint8Array([1, 2, 3]), { timeout: 5_000 });
+ * ```
+ */
+export class Connection {
+  /** The remote host's name (its URL). */
+  readonly remote: string;
+  /** This side dials the remote (by the dial rule); the other side waits. */
+  readonly dialer: boolean;
+  private readonly owner: ConnectionOwner;
+  private readonly url: string;
+  private readonly caller: MuxCaller;
+  private readonly callee: MuxCallee;
+  private stateValue: ConnectionState = "connecting";
+  private link: Link | null = null;
+  private dialSocket: GridSocket | null = null;
+  private sleepTimer: ReturnType<typeof setTimeout> | undefined;
+  private sleepWake: (() => void) | null = null;
+  private tickTimer: ReturnType<typeof setInterval> | undefined;
+  private readonly waiters = new Set<Waiter>();
+  private readonly totals = { ...ZERO_COUNTERS };
+  private remoteId: string | null = null;
+  private reconnectCount = 0;
+  private everUp = false;
+  /** The last connection or handshake error. */
+  lastError: GridError | null = null;
+
+  /** @internal Built by the Manager or Client. */
+  constructor(owner: ConnectionOwner, remote: string, url: string, dialer: boolean, readOnly = false) {
+    this.owner = owner;
+    this.remote = remote;
+    this.url = url;
+    this.dialer = dialer;
+    const s = owner.settings;
+    this.caller = new MuxCaller({ remote, maxPayload: s.maxMessageBytes, pingInterval: s.pingInterval });
+    this.callee = new MuxCallee({
+      remote,
+      maxPayload: s.maxMessageBytes,
+      readOnly,
+      registry: owner.registry,
+      handlerStats: owner.handlerStats,
+    });
+  }
+
+  /** Current state. */
+  get state(): ConnectionState {
+    return this.stateValue;
+  }
+
+  /**
+   * Sends a single request and resolves with the response.
+   *
+   * @param handler handler name, or a typed definition from `defineSingle`
+   * @param payload request bytes, or the typed request value
+   * @param options signal, timeout, subroute, waitForConnect
+   * @returns the response bytes or typed value
+   * @throws {DisconnectedError} the connection is down or was lost
+   * @throws {TimeoutError} the deadline passed
+   * @throws {RemoteError} the handler threw
+   * @example
+   * ```ts
+   * const res = await grid.connection(host).request("echo", new Uint8Array([1]), { timeout: 1_000 });
+   * ```
+   */
+  request(handler: string, payload: Uint8Array, options?: CallOptions): Promise<Uint8Array>;
+  request<Req, Resp>(handler: SingleDefinition<Req, Resp>, payload: Req, options?: CallOptions): Promise<Resp>;
+  request<Req, Resp>(
+    handler: string | SingleDefinition<Req, Resp>,
+    payload: Req | Uint8Array,
+    options?: CallOptions,
+  ): Promise<Resp | Uint8Array> {
+    if (typeof handler === "string") return this.requestRaw(handler, payload as Uint8Array, options);
+    let bytes: Uint8Array;
+    try {
+      bytes = handler.request.encode(payload as Req);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const decode = handler.response;
+    return this.requestRaw(handler.name, bytes, options).then((b) => decode.decode(b));
+  }
+
+  private requestRaw(name: string, payload: Uint8Array, options: CallOptions | undefined): Promise<Uint8Array> {
+    if (!(payload instanceof Uint8Array)) {
+      return Promise.reject(new TypeError(`Cannot send request "${name}": payload must be a Uint8Array`));
+    }
+    if (payload.length > this.owner.settings.maxMessageBytes) {
+      return Promise.reject(
+        new PayloadTooLargeError(
+          `Cannot send request "${name}": payload of ${payload.length} bytes exceeds maxMessageBytes ${this.owner.settings.maxMessageBytes}`,
+        ),
+      );
+    }
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    const timeout = clampTimeout(options?.timeout ?? this.owner.settings.requestTimeout);
+    const subroute = options?.subroute ?? "";
+    const link = this.link;
+    if (link !== null) return this.caller.request(link, name, subroute, payload, timeout, signal);
+    if (options?.waitForConnect !== true || this.stateValue === "closed") {
+      return Promise.reject(this.stateValue === "closed" ? this.closedError() : downError(this.remote, this.lastError));
+    }
+    const started = performance.now();
+    return this.waitUp(timeout, signal).then(() => {
+      const left = clampTimeout(timeout - (performance.now() - started));
+      return this.caller.request(this.link!, name, subroute, payload, left, signal);
+    });
+  }
+
+  /**
+   * Opens a stream to a remote stream handler.
+   *
+   * @param handler handler name, or a typed definition from `defineStream`
+   * @param payload the initial payload
+   * @param options signal, timeout (no deadline by default), subroute, waitForConnect
+   * @returns the stream's `requests` (null when the handler takes none) and `responses`
+   * @example
+   * ```ts
+   * const st = await grid.connection(host).newStream("tail", new Uint8Array());
+   * for await (const chunk of st.responses) console.log(chunk.length);
+   * ```
+   */
+  newStream(handler: string, payload: Uint8Array, options?: CallOptions): Promise<Stream<Uint8Array, Uint8Array>>;
+  newStream<P, Req, Resp>(
+    handler: StreamDefinition<P, Req, Resp>,
+    payload: P,
+    options?: CallOptions,
+  ): Promise<Stream<Req, Resp>>;
+  async newStream<P, Req, Resp>(
+    handler: string | StreamDefinition<P, Req, Resp>,
+    payload: P | Uint8Array,
+    options?: CallOptions,
+  ): Promise<Stream<Req, Resp> | Stream<Uint8Array, Uint8Array>> {
+    const name = typeof handler === "string" ? handler : handler.name;
+    const bytes = typeof handler === "string" ? payload as Uint8Array : handler.payload.encode(payload as P);
+    const codecs = typeof handler === "string"
+      ? { request: raw as Codec<unknown>, response: raw as Codec<unknown> }
+      : { request: handler.request as Codec<unknown>, response: handler.response as Codec<unknown> };
+    if (!(bytes instanceof Uint8Array)) throw new TypeError(`Cannot open stream "${name}": payload must be a Uint8Array`);
+    if (bytes.length > this.owner.settings.maxMessageBytes) {
+      throw new PayloadTooLargeError(
+        `Cannot open stream "${name}": payload of ${bytes.length} bytes exceeds maxMessageBytes ${this.owner.settings.maxMessageBytes}`,
+      );
+    }
+    const signal = options?.signal;
+    if (signal?.aborted) throw signal.reason;
+    let timeout = options?.timeout === undefined ? undefined : clampTimeout(options.timeout);
+    if (this.link === null) {
+      if (options?.waitForConnect !== true || this.stateValue === "closed") {
+        throw this.stateValue === "closed" ? this.closedError() : downError(this.remote, this.lastError);
+      }
+      const started = performance.now();
+      await this.waitUp(timeout ?? this.owner.settings.requestTimeout, signal);
+      if (timeout !== undefined) timeout = clampTimeout(timeout - (performance.now() - started));
+    }
+    const st = await this.caller.openStream(this.link!, name, options?.subroute ?? "", bytes, timeout, signal, codecs);
+    return st as Stream<Req, Resp>;
+  }
+
+  /**
+   * Resolves once the connection is up.
+   *
+   * @param options timeout (default: the request timeout) and signal
+   * @throws {TimeoutError} it did not come up in time
+   * @throws {UnauthorizedError} the handshake was refused
+   * @example
+   * ```ts
+   * await grid.connection(host).waitForConnect({ timeout: 10_000 });
+   * ```
+   */
+  waitForConnect(options: { timeout?: number; signal?: AbortSignal } = {}): Promise<void> {
+    if (this.link !== null) return Promise.resolve();
+    if (this.stateValue === "closed") return Promise.reject(this.closedError());
+    return this.waitUp(clampTimeout(options.timeout ?? this.owner.settings.requestTimeout), options.signal);
+  }
+
+  private waitUp(timeout: number, signal: AbortSignal | undefined): Promise<void> {
+    if (this.link !== null) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      let timer: ReturnType<typeof setTimeout> | undefined = undefined;
+      const onAbort = () => done(signal!.reason);
+      const done = (err?: unknown) => {
+        if (!this.waiters.delete(w)) return;
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        if (err === undefined) resolve();
+        else reject(err);
+      };
+      const w: Waiter = { resolve: () => done(), reject: (e) => done(e) };
+      this.waiters.add(w);
+      timer = setTimeout(() => {
+        done(
+          new DisconnectedError(`Cannot call "${this.remote}": not connected within ${timeout} ms`, {
+            cause: this.lastError ?? undefined,
+          }),
+        );
+      }, timeout);
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  private isClosed(): boolean {
+    return this.stateValue === "closed";
+  }
+
+  private closedError(): GridError {
+    return new DisconnectedError(`Cannot call "${this.remote}": the grid is closed`);
+  }
+
+  /** @internal Starts the dial loop (dialing side only). */
+  startDialing(): void {
+    if (this.dialer) void this.dialLoop();
+  }
+
+  private async dialLoop(): Promise<void> {
+    let attempt = 0;
+    const s = this.owner.settings;
+    while (this.stateValue !== "closed") {
+      try {
+        const { link, id } = await this.dial();
+        attempt = 0;
+        await new Promise<void>((resolve) => {
+          this.adopt(link, id, resolve);
+        });
+      } catch (e) {
+        const err = e instanceof GridError ? e : new DisconnectedError(`Cannot connect to "${this.remote}"`, { cause: e });
+        this.lastError = err;
+        if (err.code === "unauthorized" || err.code === "protocol") {
+          for (const w of [...this.waiters]) w.reject(err);
+        }
+      }
+      if (this.isClosed()) break;
+      if (this.stateValue === "up") this.setDown();
+      const delay = Math.random() * Math.min(s.backoffCap, s.backoffBase * 2 ** attempt);
+      attempt = Math.min(attempt + 1, 30);
+      await new Promise<void>((resolve) => {
+        this.sleepWake = resolve;
+        this.sleepTimer = setTimeout(resolve, delay);
+      });
+      this.sleepWake = null;
+      this.sleepTimer = undefined;
+    }
+  }
+
+  /** Opens a socket, sends the hello and waits for the welcome. */
+  private async dial(): Promise<{ link: Link; id: string }> {
+    const s = this.owner.settings;
+    const socket = this.owner.openSocket(this.url);
+    this.dialSocket = socket;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          reject(new DisconnectedError(`Cannot connect to "${this.remote}": no answer within ${s.handshakeTimeout} ms`));
+          try {
+            socket.close();
+          } catch {
+            // Closing a socket that never opened may throw; the dial failed either way.
+          }
+        }, s.handshakeTimeout);
+        socket.addEventListener("open", () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        socket.addEventListener("close", (ev) => {
+          clearTimeout(timer);
+          reject(new DisconnectedError(`Cannot connect to "${this.remote}": closed with code ${ev.code}`));
+        });
+        socket.addEventListener("error", () => {
+          clearTimeout(timer);
+          reject(new DisconnectedError(`Cannot connect to "${this.remote}": socket error`));
+        });
+      });
+      if (this.isClosed()) throw this.closedError();
+      const nonce = randomId();
+      const hello = await this.owner.makeHello(this.remote, nonce);
+      const welcome = await new Promise<Welcome>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          link.close(new ProtocolError(`Handshake with "${this.remote}" timed out`), 1002);
+        }, s.handshakeTimeout);
+        const link = new Link(socket, {
+          onMessage: (m: Message) => {
+            clearTimeout(timer);
+            if (m.op !== OP_WELCOME) {
+              link.close(new ProtocolError(`Handshake with "${this.remote}" failed: expected welcome, got op ${m.op}`), 1002);
+              return;
+            }
+            try {
+              resolve(decodeWelcome(m.payload));
+              // The acceptor may send calls right after its welcome; keep them for adopt().
+              link.receiver = { onMessage: (early) => this.early.push(early), onClose: () => {} };
+            } catch (e) {
+              link.close(e instanceof GridError ? e : new ProtocolError("Bad welcome"), 1002);
+            }
+          },
+          onClose: (err) => {
+            clearTimeout(timer);
+            reject(err);
+          },
+        }, s.maxMessageBytes);
+        link.send({ op: OP_HELLO, flags: 0, mux: 0, seq: 0, deadline: 0, route: null, payload: encodeHandshake(hello) });
+        this.pendingLink = link;
+      });
+      const link = this.pendingLink!;
+      this.pendingLink = null;
+      if (!welcome.ok) {
+        const err = errorFromCode(welcome.code, `Handshake with "${this.remote}" refused: ${welcome.reason}`);
+        link.close(err, 1000);
+        throw err;
+      }
+      if (!(await this.owner.checkWelcome(this.remote, welcome, nonce))) {
+        const err = new UnauthorizedError(`Handshake with "${this.remote}" failed: its welcome is not signed with our secret`);
+        link.close(err, 1008);
+        throw err;
+      }
+      if (this.isClosed()) {
+        link.close(this.closedError());
+        throw this.closedError();
+      }
+      return { link, id: welcome.id };
+    } finally {
+      this.dialSocket = null;
+    }
+  }
+
+  private pendingLink: Link | null = null;
+  private early: Message[] = [];
+
+  /**
+   * @internal Takes over an authenticated link. A previous link is dropped
+   * (its calls fail). `onClosed` runs when this link closes.
+   */
+  adopt(link: Link, remoteId: string, onClosed?: () => void): void {
+    if (link.closed) {
+      this.early = [];
+      onClosed?.();
+      return;
+    }
+    if (this.stateValue === "closed") {
+      link.close(this.closedError(), 1001);
+      onClosed?.();
+      return;
+    }
+    const early = this.early;
+    this.early = [];
+    const old = this.link;
+    if (old !== null) old.close(new DisconnectedError(`Connection to "${this.remote}" replaced by a new one`), 1000);
+    this.link = link;
+    link.receiver = {
+      onMessage: (m) => {
+        if (m.op < 16) this.callee.onMessage(m, link);
+        else this.caller.onMessage(m);
+      },
+      onClose: (err) => {
+        this.linkClosed(link, err);
+        onClosed?.();
+      },
+    };
+    link.startPing(this.owner.settings.pingInterval);
+    const restarted = this.remoteId !== null && this.remoteId !== remoteId;
+    this.remoteId = remoteId;
+    if (this.everUp) this.reconnectCount++;
+    this.everUp = true;
+    this.lastError = null;
+    this.stateValue = "up";
+    const interval = this.owner.settings.pingInterval;
+    if (this.tickTimer === undefined) {
+      this.tickTimer = setInterval(() => this.caller.tick(performance.now()), Math.max(10, interval / 2));
+    }
+    for (const w of [...this.waiters]) w.resolve();
+    if (restarted) this.owner.notify("restart", this);
+    this.owner.notify("connect", this);
+    for (const m of early) link.receiver.onMessage(m);
+  }
+
+  private linkClosed(link: Link, err: GridError): void {
+    const c = link.counters;
+    const t = this.totals;
+    t.bytesIn += c.bytesIn;
+    t.bytesOut += c.bytesOut;
+    t.messagesIn += c.messagesIn;
+    t.messagesOut += c.messagesOut;
+    t.framesIn += c.framesIn;
+    t.framesOut += c.framesOut;
+    const lost = err.code === "disconnected"
+      ? err
+      : new DisconnectedError(`Connection to "${this.remote}" lost: ${err.message}`, { cause: err });
+    this.caller.failAll(lost, link);
+    this.callee.failAll(lost, link);
+    if (this.link !== link) return;
+    this.link = null;
+    this.lastError = err;
+    if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
+    this.tickTimer = undefined;
+    if (this.stateValue === "up") this.setDown();
+  }
+
+  private setDown(): void {
+    this.stateValue = "down";
+    this.owner.notify("disconnect", this);
+  }
+
+  /** @internal Closes for good: fails every call, stops reconnecting. */
+  close(): void {
+    if (this.stateValue === "closed") return;
+    const wasUp = this.stateValue === "up";
+    this.stateValue = "closed";
+    if (this.sleepTimer !== undefined) clearTimeout(this.sleepTimer);
+    this.sleepWake?.();
+    if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
+    this.tickTimer = undefined;
+    const err = this.closedError();
+    for (const w of [...this.waiters]) w.reject(err);
+    this.pendingLink?.close(err, 1001);
+    if (this.dialSocket !== null) {
+      try {
+        this.dialSocket.close(1001, "Grid closed");
+      } catch {
+        // Never opened; nothing to close.
+      }
+    }
+    const link = this.link;
+    if (link !== null) link.close(new DisconnectedError(`Connection to "${this.remote}" closed`), 1001);
+    this.caller.failAll(err);
+    this.callee.failAll(err);
+    if (wasUp) this.owner.notify("disconnect", this);
+  }
+
+  /** Plain-JSON statistics. */
+  stats(): ConnectionStats {
+    const t = this.totals;
+    const c = this.link?.counters ?? ZERO_COUNTERS;
+    const st: ConnectionStats = {
+      state: this.stateValue,
+      rttMs: this.link?.rttMs ?? null,
+      reconnects: this.reconnectCount,
+      bytesIn: t.bytesIn + c.bytesIn,
+      bytesOut: t.bytesOut + c.bytesOut,
+      messagesIn: t.messagesIn + c.messagesIn,
+      messagesOut: t.messagesOut + c.messagesOut,
+      framesIn: t.framesIn + c.framesIn,
+      framesOut: t.framesOut + c.framesOut,
+      inFlight: { requests: this.caller.requestCount, streams: this.caller.streams.size },
+      serving: { requests: this.callee.requestCount, streams: this.callee.streams.size },
+    };
+    if (this.lastError !== null && this.stateValue !== "up") st.lastError = this.lastError.message;
+    return st;
+  }
+}

@@ -1,0 +1,255 @@
+/**
+ * A Link is one open socket speaking the wire protocol: it batches outgoing
+ * messages into frames, decodes incoming frames, answers and sends pings, and
+ * applies backpressure through the socket's `bufferedAmount`. A Connection owns
+ * at most one Link at a time; a new socket means a new Link.
+ *
+ * @module
+ */
+import { DisconnectedError, type GridError, ProtocolError } from "./errors.ts";
+import { decodeFrame, encodeFrame, type Message, messageSize, type OutMessage } from "./protocol/frame.ts";
+import { DEFAULT_LIMITS } from "./protocol/limits.ts";
+import { OP_PING, OP_PONG } from "./protocol/ops.ts";
+import type { GridSocket, SocketMessageEvent } from "./socket.ts";
+
+/** Receives what a Link decodes. `onMessage` must not await application code. */
+export interface LinkReceiver {
+  onMessage(m: Message): void;
+  onClose(err: GridError): void;
+}
+
+/** Counters of one Link. */
+export interface LinkCounters {
+  bytesIn: number;
+  bytesOut: number;
+  messagesIn: number;
+  messagesOut: number;
+  framesIn: number;
+  framesOut: number;
+}
+
+interface BulkEntry {
+  m: OutMessage;
+  resolve: () => void;
+  reject: (e: GridError) => void;
+}
+
+const EMPTY = new Uint8Array(0);
+const DRAIN_POLL_MS = 2;
+
+/** One open socket speaking the wire protocol. */
+export class Link {
+  readonly socket: GridSocket;
+  /** Where decoded messages go; swapped from the handshake to the connection. */
+  receiver: LinkReceiver;
+  readonly counters: LinkCounters = { bytesIn: 0, bytesOut: 0, messagesIn: 0, messagesOut: 0, framesIn: 0, framesOut: 0 };
+  closed = false;
+  rttMs: number | null = null;
+  private readonly maxPayload: number;
+  private urgent: OutMessage[] = [];
+  private urgentHead = 0;
+  private bulk: BulkEntry[] = [];
+  private bulkHead = 0;
+  private readonly batch: OutMessage[] = [];
+  private scheduled = false;
+  private drainTimer: ReturnType<typeof setTimeout> | undefined;
+  private pingTimer: ReturnType<typeof setInterval> | undefined;
+  private lastPong = 0;
+  private closeError: GridError | null = null;
+
+  constructor(socket: GridSocket, receiver: LinkReceiver, maxPayload: number) {
+    this.socket = socket;
+    this.receiver = receiver;
+    this.maxPayload = maxPayload;
+    socket.binaryType = "arraybuffer";
+    socket.addEventListener("message", (ev) => this.onFrame(ev));
+    socket.addEventListener("close", (ev) => {
+      this.shutdown(new DisconnectedError(`Connection closed: code ${ev.code}${ev.reason ? ` (${ev.reason})` : ""}`));
+    });
+    socket.addEventListener("error", () => {
+      this.shutdown(new DisconnectedError("Connection failed: socket error"));
+    });
+  }
+
+  /** Queues a control or call message; it goes out before stream data. */
+  send(m: OutMessage): void {
+    if (this.closed) return;
+    this.urgent.push(m);
+    if (!this.scheduled) this.schedule();
+  }
+
+  /**
+   * Queues a stream data message. Resolves once it is handed to the socket, so
+   * a producer has at most one message waiting here; rejects if the link closes.
+   */
+  sendBulk(m: OutMessage): Promise<void> {
+    if (this.closed) return Promise.reject(this.closeError ?? new DisconnectedError("Connection closed"));
+    return new Promise((resolve, reject) => {
+      this.bulk.push({ m, resolve, reject });
+      if (!this.scheduled) this.schedule();
+    });
+  }
+
+  /** Starts connection pings; the link closes when no pong came for 2 intervals. */
+  startPing(interval: number): void {
+    this.lastPong = performance.now();
+    this.pingTimer = setInterval(() => {
+      const now = performance.now();
+      if (now - this.lastPong > 2 * interval) {
+        this.close(new DisconnectedError(`Connection lost: no pong for ${Math.round(now - this.lastPong)} ms`), 4000);
+        return;
+      }
+      const p = new Uint8Array(8);
+      new DataView(p.buffer).setFloat64(0, now);
+      this.send({ op: OP_PING, flags: 0, mux: 0, seq: 0, deadline: 0, route: null, payload: p });
+    }, interval);
+  }
+
+  /** Writes what is queued now (before a close, say). */
+  flushNow(): void {
+    this.flush();
+  }
+
+  /** Bytes queued here and in the socket. */
+  get pending(): number {
+    return this.socket.bufferedAmount;
+  }
+
+  /** Closes the socket and reports `err` to the receiver (once). */
+  close(err: GridError, code = 1000): void {
+    if (this.closed) return;
+    this.shutdown(err);
+    try {
+      this.socket.close(code, err.message.slice(0, 120));
+    } catch {
+      // The socket is already gone; shutdown above has reported the error.
+    }
+  }
+
+  private schedule(): void {
+    this.scheduled = true;
+    queueMicrotask(this.flush);
+  }
+
+  private readonly flush = (): void => {
+    this.scheduled = false;
+    if (this.closed) return;
+    const socket = this.socket;
+    const limitBytes = DEFAULT_LIMITS.batchBytes;
+    const limitMsgs = DEFAULT_LIMITS.batchMessages;
+    while (this.urgentHead < this.urgent.length || this.bulkHead < this.bulk.length) {
+      if (socket.bufferedAmount > DEFAULT_LIMITS.highWaterBytes) {
+        this.waitDrain();
+        return;
+      }
+      const batch = this.batch;
+      let count = 0;
+      let size = 0;
+      while (this.urgentHead < this.urgent.length && count < limitMsgs) {
+        const m = this.urgent[this.urgentHead];
+        const s = messageSize(m);
+        if (count > 0 && size + s > limitBytes) break;
+        batch[count++] = m;
+        size += s;
+        this.urgentHead++;
+      }
+      const bulkStart = this.bulkHead;
+      while (this.bulkHead < this.bulk.length && count < limitMsgs && size < limitBytes) {
+        const m = this.bulk[this.bulkHead].m;
+        const s = messageSize(m);
+        if (count > 0 && size + s > limitBytes) break;
+        batch[count++] = m;
+        size += s;
+        this.bulkHead++;
+      }
+      const frame = encodeFrame(batch, 0, count, size);
+      for (let i = 0; i < count; i++) batch[i] = EMPTY_MESSAGE;
+      try {
+        socket.send(frame);
+      } catch (e) {
+        this.shutdown(new DisconnectedError("Cannot send: socket is closed", { cause: e }));
+        return;
+      }
+      const c = this.counters;
+      c.framesOut++;
+      c.messagesOut += count;
+      c.bytesOut += size;
+      for (let i = bulkStart; i < this.bulkHead; i++) this.bulk[i].resolve();
+    }
+    this.urgent = [];
+    this.urgentHead = 0;
+    this.bulk = [];
+    this.bulkHead = 0;
+  };
+
+  private waitDrain(): void {
+    if (this.drainTimer !== undefined) return;
+    this.drainTimer = setTimeout(() => {
+      this.drainTimer = undefined;
+      this.flush();
+    }, DRAIN_POLL_MS);
+  }
+
+  private onFrame(ev: SocketMessageEvent): void {
+    if (this.closed) return;
+    const data = ev.data;
+    let frame: Uint8Array;
+    if (data instanceof ArrayBuffer) frame = new Uint8Array(data);
+    else if (ArrayBuffer.isView(data)) frame = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    else {
+      this.close(new ProtocolError("Cannot decode frame: text frames are not part of the protocol"), 1003);
+      return;
+    }
+    let msgs: Message[];
+    try {
+      msgs = decodeFrame(frame, this.maxPayload);
+    } catch (e) {
+      this.close(e instanceof ProtocolError ? e : new ProtocolError("Cannot decode frame", { cause: e }), 1002);
+      return;
+    }
+    const c = this.counters;
+    c.framesIn++;
+    c.messagesIn += msgs.length;
+    c.bytesIn += frame.length;
+    for (let i = 0; i < msgs.length && !this.closed; i++) {
+      const m = msgs[i];
+      if (m.op === OP_PING) {
+        this.send({ op: OP_PONG, flags: 0, mux: 0, seq: 0, deadline: 0, route: null, payload: m.payload.slice() });
+      } else if (m.op === OP_PONG) {
+        this.lastPong = performance.now();
+        if (m.payload.length === 8) {
+          const sent = new DataView(m.payload.buffer, m.payload.byteOffset, 8).getFloat64(0);
+          const rtt = this.lastPong - sent;
+          if (rtt >= 0 && rtt < 3_600_000) this.rttMs = Math.round(rtt * 1000) / 1000;
+        }
+      } else {
+        try {
+          this.receiver.onMessage(m);
+        } catch (e) {
+          this.close(
+            e instanceof ProtocolError ? e : new ProtocolError(`Cannot handle message: ${String(e)}`, { cause: e }),
+            1002,
+          );
+        }
+      }
+    }
+  }
+
+  private shutdown(err: GridError): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closeError = err;
+    if (this.pingTimer !== undefined) clearInterval(this.pingTimer);
+    if (this.drainTimer !== undefined) clearTimeout(this.drainTimer);
+    this.pingTimer = undefined;
+    this.drainTimer = undefined;
+    const bulk = this.bulk;
+    for (let i = this.bulkHead; i < bulk.length; i++) bulk[i].reject(err);
+    this.urgent = [];
+    this.bulk = [];
+    this.urgentHead = this.bulkHead = 0;
+    this.receiver.onClose(err);
+  }
+}
+
+const EMPTY_MESSAGE: OutMessage = { op: 0, flags: 0, mux: 0, seq: 0, deadline: 0, route: null, payload: EMPTY };

@@ -1,0 +1,526 @@
+/**
+ * The Manager: this node's side of the grid. It holds the handler registry,
+ * one Connection per remote host, the accept path (handshake checks and
+ * limits), events and statistics.
+ *
+ * @module
+ */
+import { Connection, type ConnectionOwner, type ConnectionSettings } from "./connection.ts";
+import { dialRuleCheck } from "./accept.ts";
+import { GridError, ProtocolError } from "./errors.ts";
+import type { SingleDefinition, StreamDefinition } from "./handlers/define.ts";
+import { HandlerRegistry, RAW_STREAM_CODECS, type StreamEntry } from "./handlers/registry.ts";
+import { Link } from "./link.ts";
+import type { Message } from "./protocol/frame.ts";
+import {
+  decodeHello,
+  encodeHandshake,
+  type Hello,
+  helloSigningText,
+  importSecret,
+  randomId,
+  sign,
+  verify,
+  type Welcome,
+  welcomeSigningText,
+} from "./protocol/handshake.ts";
+import { DEFAULT_LIMITS } from "./protocol/limits.ts";
+import { OP_HELLO, OP_WELCOME, PROTOCOL_VERSION } from "./protocol/ops.ts";
+import type { AcceptInfo, GridSocket, SocketAcceptor } from "./socket.ts";
+import { HandlerStatsTable } from "./stats/handler_stats.ts";
+import { shouldDial } from "./dial_rule.ts";
+import type {
+  CallContext,
+  GridStats,
+  HandleOptions,
+  HandleStreamOptions,
+  SingleHandler,
+  StreamCall,
+  StreamHandler,
+} from "./types.ts";
+import { registerBuiltins } from "./builtins.ts";
+
+/** Admin (read-only client) access. */
+export interface AdminOptions {
+  /** Tokens that grant read-only access. */
+  tokens?: string[];
+  /** Or a function deciding whether a token grants read-only access. */
+  verify?: (token: string) => boolean | Promise<boolean>;
+  /**
+   * Admin connections open at once, at most.
+   * @default 16
+   */
+  maxConnections?: number;
+}
+
+/** Options of {@link Manager}. */
+export interface ManagerOptions {
+  /** This node's URL (`ws://host:port` or `wss://…`); also its name on the grid. */
+  local: string;
+  /** Every node of the grid, `local` included. */
+  hosts: string[];
+  /** The cluster secret; peers prove they know it with HMAC-SHA256. */
+  secret: string;
+  /**
+   * The upgrade path; bump it for incompatible protocol changes.
+   * @default "/grid/v1"
+   */
+  path?: string;
+  /**
+   * Default deadline of a single request, ms.
+   * @default 60000
+   */
+  requestTimeout?: number;
+  /**
+   * Connection ping interval, ms; a connection is dropped after 2 missed pongs.
+   * @default 10000
+   */
+  pingInterval?: number;
+  /**
+   * Largest payload of one message, bytes; larger ones are refused with PayloadTooLargeError.
+   * @default 4194304
+   */
+  maxMessageBytes?: number;
+  /** Read-only client access; none when absent. */
+  admin?: AdminOptions;
+  /**
+   * Handshakes run at once on the accepting side; more are closed with code 1013.
+   * @default 32
+   */
+  maxConcurrentHandshakes?: number;
+  /**
+   * Reconnect backoff start and cap, ms (exponential with full jitter).
+   * @default { base: 100, cap: 5000 }
+   */
+  backoff?: { base?: number; cap?: number };
+  /**
+   * Time a socket has to complete its handshake, ms.
+   * @default 10000
+   */
+  handshakeTimeout?: number;
+  /** Opens outgoing sockets; defaults to the global WebSocket. For TLS with a private CA on some runtimes. */
+  webSocket?: (url: string) => GridSocket;
+}
+
+function positive(name: string, v: number | undefined, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) {
+    throw new RangeError(`Cannot create Manager: option "${name}" must be a positive number, got ${String(v)}`);
+  }
+  return v;
+}
+
+function checkUrl(host: string): void {
+  let u: URL;
+  try {
+    u = new URL(host);
+  } catch {
+    throw new TypeError(`Cannot create Manager: host "${host}" is not a URL`);
+  }
+  if (u.protocol !== "ws:" && u.protocol !== "wss:") {
+    throw new TypeError(`Cannot create Manager: host "${host}" must be a ws:// or wss:// URL`);
+  }
+}
+
+/** Event detail of "connect", "disconnect" and "restart". */
+export interface GridEventDetail {
+  host: string;
+}
+
+/**
+ * This node's side of the grid.
+ *
+ * @example
+ * ```ts
+ * import { Manager } from "wsgrid";
+ * import { serve } from "wsgrid/serve";
+ * const grid = new Manager({ local: "ws://127.0.0.1:9000", hosts: ["ws://127.0.0.1:9000", "ws://127.0.0.1:9001"], secret: "s" });
+ * grid.handle("echo", (req) => req);
+ * const server = await serve(grid, { port: 9000 });
+ * ```
+ */
+export class Manager extends EventTarget implements SocketAcceptor, ConnectionOwner {
+  /** This node's name. */
+  readonly local: string;
+  /** Every node, local included. */
+  readonly hosts: readonly string[];
+  /** The upgrade path. */
+  readonly path: string;
+  /** A random id, new for every Manager; peers see a change as a restart. */
+  readonly instanceId: string = randomId();
+  /** @internal */
+  readonly settings: ConnectionSettings;
+  /** @internal */
+  readonly registry = new HandlerRegistry();
+  /** @internal */
+  readonly handlerStats = new HandlerStatsTable();
+  private readonly key: Promise<CryptoKey>;
+  private readonly connections = new Map<string, Connection>();
+  private readonly adminConnections = new Set<Connection>();
+  private readonly admin: AdminOptions | undefined;
+  private readonly maxHandshakes: number;
+  private readonly webSocketFactory: ((url: string) => GridSocket) | undefined;
+  private adapterDialer: ((url: string) => GridSocket) | undefined;
+  private dialTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly seenNonces = new Map<string, number>();
+  private readonly started = performance.now();
+  private handshakes = 0;
+  private closed = false;
+
+  constructor(options: ManagerOptions) {
+    super();
+    if (typeof options !== "object" || options === null) throw new TypeError("Cannot create Manager: options required");
+    const { local, hosts, secret } = options;
+    if (typeof local !== "string") throw new TypeError("Cannot create Manager: option \"local\" must be a string");
+    if (!Array.isArray(hosts)) throw new TypeError("Cannot create Manager: option \"hosts\" must be an array");
+    if (typeof secret !== "string" || secret.length === 0) {
+      throw new TypeError("Cannot create Manager: option \"secret\" must be a non-empty string");
+    }
+    for (const h of hosts) checkUrl(h);
+    if (new Set(hosts).size !== hosts.length) throw new TypeError("Cannot create Manager: \"hosts\" has duplicates");
+    if (!hosts.includes(local)) throw new TypeError(`Cannot create Manager: "local" ${local} is not in "hosts"`);
+    this.local = local;
+    this.hosts = [...hosts];
+    this.path = options.path ?? "/grid/v1";
+    if (!this.path.startsWith("/")) throw new TypeError(`Cannot create Manager: "path" must start with "/"`);
+    this.settings = {
+      requestTimeout: positive("requestTimeout", options.requestTimeout, DEFAULT_LIMITS.requestTimeout),
+      pingInterval: positive("pingInterval", options.pingInterval, DEFAULT_LIMITS.pingInterval),
+      maxMessageBytes: positive("maxMessageBytes", options.maxMessageBytes, DEFAULT_LIMITS.maxMessageBytes),
+      handshakeTimeout: positive("handshakeTimeout", options.handshakeTimeout, DEFAULT_LIMITS.handshakeTimeout),
+      backoffBase: positive("backoff.base", options.backoff?.base, DEFAULT_LIMITS.backoffBase),
+      backoffCap: positive("backoff.cap", options.backoff?.cap, DEFAULT_LIMITS.backoffCap),
+    };
+    this.maxHandshakes = positive("maxConcurrentHandshakes", options.maxConcurrentHandshakes, DEFAULT_LIMITS.maxConcurrentHandshakes);
+    this.admin = options.admin;
+    this.webSocketFactory = options.webSocket;
+    this.key = importSecret(secret);
+    this.key.catch(() => {});
+    for (const h of hosts) {
+      if (h === local) continue;
+      const url = h.replace(/\/+$/, "") + this.path;
+      this.connections.set(h, new Connection(this, h, url, shouldDial(local, h)));
+    }
+    registerBuiltins(this);
+    // Dialing starts on the next task, so that `serve()` right after the constructor
+    // can install its runtime's dialer first.
+    this.dialTimer = setTimeout(() => {
+      this.dialTimer = undefined;
+      for (const c of this.connections.values()) c.startDialing();
+    }, 0);
+  }
+
+  /** @internal See {@link SocketAcceptor.useDialer}. */
+  useDialer(open: (url: string) => GridSocket): void {
+    this.adapterDialer = open;
+  }
+
+  /** Largest WebSocket message a peer may send: one full message or one batch. */
+  get maxFrameBytes(): number {
+    return Math.max(this.settings.maxMessageBytes + 1024, DEFAULT_LIMITS.batchBytes * 2);
+  }
+
+  /**
+   * The connection to a remote host (stable identity).
+   *
+   * @throws {GridError} code "unknown-host" for a host not in `hosts`, or for `local`
+   * @example
+   * ```ts
+   * const conn = grid.connection("ws://10.0.0.2:9000");
+   * ```
+   */
+  connection(host: string): Connection {
+    const c = this.connections.get(host);
+    if (c === undefined) {
+      throw new GridError(
+        "unknown-host",
+        host === this.local ? `Cannot connect to "${host}": it is the local node` : `Cannot connect to "${host}": not in hosts`,
+      );
+    }
+    return c;
+  }
+
+  /**
+   * Registers a single-request handler.
+   *
+   * @example
+   * ```ts
+   * grid.handle("echo", (req) => req);
+   * ```
+   */
+  handle(name: string, fn: SingleHandler, options?: HandleOptions): void;
+  handle<Req, Resp>(
+    def: SingleDefinition<Req, Resp>,
+    fn: (req: Req, ctx: CallContext) => Resp | Promise<Resp>,
+    options?: HandleOptions,
+  ): void;
+  handle<Req, Resp>(
+    nameOrDef: string | SingleDefinition<Req, Resp>,
+    fn: SingleHandler | ((req: Req, ctx: CallContext) => Resp | Promise<Resp>),
+    options: HandleOptions = {},
+  ): void {
+    if (typeof fn !== "function") throw new TypeError("Cannot register handler: fn must be a function");
+    if (typeof nameOrDef === "string") {
+      this.registry.add({ kind: "single", name: nameOrDef, readOnly: options.readOnly === true, fn: fn as SingleHandler }, options.subroute);
+      return;
+    }
+    const def = nameOrDef;
+    const typed = fn as (req: Req, ctx: CallContext) => Resp | Promise<Resp>;
+    const enc = (v: Resp) => def.response.encode(v);
+    this.registry.add({
+      kind: "single",
+      name: def.name,
+      readOnly: options.readOnly === true,
+      fn: (bytes, ctx) => {
+        const r = typed(def.request.decode(bytes), ctx);
+        return r instanceof Promise ? r.then(enc) : enc(r);
+      },
+    }, options.subroute);
+  }
+
+  /**
+   * Registers a stream handler.
+   *
+   * @example
+   * ```ts
+   * grid.handleStream("tail", async (call) => {
+   *   const w = call.responses.getWriter();
+   *   for await (const chunk of call.requests!) await w.write(chunk);
+   *   await w.close();
+   * }, { inCapacity: 16, outCapacity: 16 });
+   * ```
+   */
+  handleStream(name: string, fn: StreamHandler, options?: HandleStreamOptions): void;
+  handleStream<P, Req, Resp>(
+    def: StreamDefinition<P, Req, Resp>,
+    fn: (call: StreamCall<P, Req, Resp>) => void | Promise<void>,
+    options?: HandleOptions,
+  ): void;
+  handleStream<P, Req, Resp>(
+    nameOrDef: string | StreamDefinition<P, Req, Resp>,
+    fn: StreamHandler | ((call: StreamCall<P, Req, Resp>) => void | Promise<void>),
+    options: HandleStreamOptions = {},
+  ): void {
+    if (typeof fn !== "function") throw new TypeError("Cannot register stream handler: fn must be a function");
+    const isName = typeof nameOrDef === "string";
+    const inCapacity = isName ? options.inCapacity ?? 16 : nameOrDef.inCapacity;
+    const outCapacity = isName ? options.outCapacity ?? 16 : nameOrDef.outCapacity;
+    const max = DEFAULT_LIMITS.maxCapacity;
+    if (!Number.isInteger(inCapacity) || inCapacity < 0 || inCapacity > max) {
+      throw new RangeError(`Cannot register stream handler: inCapacity must be an integer 0..${max}`);
+    }
+    if (!Number.isInteger(outCapacity) || outCapacity < 1 || outCapacity > max) {
+      throw new RangeError(`Cannot register stream handler: outCapacity must be an integer 1..${max}`);
+    }
+    const codecs = isName ? RAW_STREAM_CODECS : nameOrDef;
+    this.registry.add({
+      kind: "stream",
+      name: isName ? nameOrDef : nameOrDef.name,
+      readOnly: options.readOnly === true,
+      inCapacity,
+      outCapacity,
+      payload: codecs.payload,
+      request: codecs.request,
+      response: codecs.response,
+      fn: fn as (call: StreamCall<unknown, unknown, unknown>) => void | Promise<void>,
+    } as StreamEntry, options.subroute);
+  }
+
+  /**
+   * Statistics of this node: connections, handlers, admin clients.
+   *
+   * @example
+   * ```ts
+   * console.log(grid.stats().connections);
+   * ```
+   */
+  stats(): GridStats {
+    const connections: GridStats["connections"] = {};
+    for (const [h, c] of this.connections) connections[h] = c.stats();
+    return {
+      local: this.local,
+      instanceId: this.instanceId,
+      uptimeMs: Math.round(performance.now() - this.started),
+      connections,
+      handlers: this.handlerStats.snapshot(),
+      admin: { connections: this.adminConnections.size },
+    };
+  }
+
+  /**
+   * Closes the grid: rejects in-flight calls, closes sockets, clears timers.
+   *
+   * @example
+   * ```ts
+   * await grid.close();
+   * ```
+   */
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.closed = true;
+    if (this.dialTimer !== undefined) clearTimeout(this.dialTimer);
+    for (const c of this.connections.values()) c.close();
+    for (const c of this.adminConnections) c.close();
+    this.adminConnections.clear();
+    return Promise.resolve();
+  }
+
+  // --- ConnectionOwner -------------------------------------------------------
+
+  /** @internal */
+  async makeHello(remote: string, nonce: string): Promise<Hello> {
+    const h = { kind: "peer" as const, v: PROTOCOL_VERSION, from: this.local, to: remote, id: this.instanceId, t: Date.now(), nonce };
+    return { ...h, mac: await sign(await this.key, helloSigningText(h)) };
+  }
+
+  /** @internal */
+  async checkWelcome(remote: string, w: Welcome, nonce: string): Promise<boolean> {
+    if (w.from !== remote) return false;
+    return await verify(await this.key, welcomeSigningText(w, nonce), w.mac);
+  }
+
+  /** @internal */
+  openSocket(url: string): GridSocket {
+    const open = this.webSocketFactory ?? this.adapterDialer;
+    if (open !== undefined) return open(url);
+    return new WebSocket(url) as GridSocket;
+  }
+
+  /** @internal */
+  notify(type: "connect" | "disconnect" | "restart", conn: Connection): void {
+    if (conn.remote === "admin") return;
+    this.dispatchEvent(new CustomEvent<GridEventDetail>(type, { detail: { host: conn.remote } }));
+  }
+
+  // --- SocketAcceptor --------------------------------------------------------
+
+  /**
+   * @internal Called by server adapters for each upgraded socket on `path`.
+   */
+  acceptSocket(socket: GridSocket, _info?: AcceptInfo): void {
+    if (this.closed) {
+      socket.close(1001, "Grid is closed");
+      return;
+    }
+    if (this.handshakes >= this.maxHandshakes) {
+      socket.close(1013, "Too many handshakes; try again later");
+      return;
+    }
+    this.handshakes++;
+    let settled = false;
+    const settle = () => {
+      if (settled) return;
+      settled = true;
+      this.handshakes--;
+      clearTimeout(timer);
+    };
+    const link = new Link(socket, {
+      onMessage: (m: Message) => {
+        if (settled || m.op !== OP_HELLO) {
+          link.close(new ProtocolError(`Cannot accept: expected hello, got op ${m.op}`), 1002);
+          return;
+        }
+        settled = true;
+        this.handshakes--;
+        clearTimeout(timer);
+        link.receiver = { onMessage: () => link.close(new ProtocolError("Cannot accept: message before welcome"), 1002), onClose: () => {} };
+        this.answerHello(link, m.payload).catch((e) => {
+          link.close(e instanceof GridError ? e : new ProtocolError("Cannot accept: handshake failed", { cause: e }), 1011);
+        });
+      },
+      onClose: settle,
+    }, this.settings.maxMessageBytes);
+    const timer = setTimeout(() => {
+      link.close(new ProtocolError("Cannot accept: no hello in time"), 1002);
+    }, this.settings.handshakeTimeout);
+  }
+
+  private async answerHello(link: Link, payload: Uint8Array): Promise<void> {
+    let hello: Hello;
+    try {
+      hello = decodeHello(payload);
+    } catch (e) {
+      return this.refuse(link, "protocol", (e as Error).message);
+    }
+    if (hello.v !== PROTOCOL_VERSION) {
+      return this.refuse(link, "protocol", `protocol version ${hello.v} is not supported (this node speaks ${PROTOCOL_VERSION})`);
+    }
+    const skew = Math.abs(Date.now() - hello.t);
+    if (skew > DEFAULT_LIMITS.clockSkew) return this.refuse(link, "unauthorized", `hello is stale: clock differs by ${skew} ms`);
+    if (!this.rememberNonce(hello.nonce)) return this.refuse(link, "unauthorized", "hello was replayed");
+    if (hello.kind === "admin") return this.acceptAdmin(link, hello.token);
+    const conn = this.connections.get(hello.from);
+    if (conn === undefined) return this.refuse(link, "unauthorized", `host "${hello.from}" is not in this grid`);
+    if (hello.to !== this.local) return this.refuse(link, "unauthorized", `hello is addressed to "${hello.to}", this is "${this.local}"`);
+    const key = await this.key;
+    if (!(await verify(key, helloSigningText(hello), hello.mac))) {
+      const err = "hello is not signed with this grid's secret";
+      conn.lastError = new GridError("unauthorized", `Handshake from "${hello.from}" refused: ${err}`);
+      return this.refuse(link, "unauthorized", err);
+    }
+    const rule = dialRuleCheck(hello.from, this.local);
+    if (rule !== null) return this.refuse(link, "protocol", rule);
+    if (link.closed || this.closed) return;
+    const w = { ok: true, v: PROTOCOL_VERSION, id: this.instanceId, from: this.local, t: Date.now(), code: "", reason: "" };
+    const welcome: Welcome = { ...w, mac: await sign(key, welcomeSigningText(w, hello.nonce)) };
+    if (link.closed || this.closed) return;
+    link.send({ op: OP_WELCOME, flags: 0, mux: 0, seq: 0, deadline: 0, route: null, payload: encodeHandshake(welcome) });
+    conn.adopt(link, hello.id);
+  }
+
+  private async acceptAdmin(link: Link, token: string): Promise<void> {
+    const admin = this.admin;
+    let ok = false;
+    if (admin !== undefined) {
+      if (admin.tokens !== undefined) ok = admin.tokens.some((t) => constantTimeEqual(t, token));
+      if (!ok && admin.verify !== undefined) {
+        try {
+          ok = (await admin.verify(token)) === true;
+        } catch {
+          ok = false;
+        }
+      }
+    }
+    if (!ok) return this.refuse(link, "unauthorized", "admin token is not valid");
+    if (this.adminConnections.size >= (admin!.maxConnections ?? 16)) {
+      return this.refuse(link, "unauthorized", "too many admin connections");
+    }
+    if (link.closed || this.closed) return;
+    const conn = new Connection(this, "admin", "", false, true);
+    this.adminConnections.add(conn);
+    const w = { ok: true, v: PROTOCOL_VERSION, id: this.instanceId, from: this.local, t: Date.now(), code: "", reason: "", mac: "" };
+    link.send({ op: OP_WELCOME, flags: 0, mux: 0, seq: 0, deadline: 0, route: null, payload: encodeHandshake(w) });
+    conn.adopt(link, "admin", () => {
+      conn.close();
+      this.adminConnections.delete(conn);
+    });
+  }
+
+  private refuse(link: Link, code: string, reason: string): void {
+    if (link.closed) return;
+    const w: Welcome = { ok: false, v: PROTOCOL_VERSION, id: this.instanceId, from: this.local, t: Date.now(), mac: "", code, reason };
+    link.send({ op: OP_WELCOME, flags: 0, mux: 0, seq: 0, deadline: 0, route: null, payload: encodeHandshake(w) });
+    link.flushNow();
+    link.close(new GridError(code, `Handshake refused: ${reason}`), 1008);
+  }
+
+  private rememberNonce(nonce: string): boolean {
+    const now = Date.now();
+    if (this.seenNonces.has(nonce)) return false;
+    if (this.seenNonces.size >= 4096) {
+      for (const [n, exp] of this.seenNonces) if (exp < now) this.seenNonces.delete(n);
+      if (this.seenNonces.size >= 65536) return false;
+    }
+    this.seenNonces.set(nonce, now + 2 * DEFAULT_LIMITS.clockSkew);
+    return true;
+  }
+}
+
+function constantTimeEqual(a: string, b: string): boolean {
+  const n = Math.max(a.length, b.length);
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < n; i++) diff |= (a.charCodeAt(i) | 0) ^ (b.charCodeAt(i) | 0);
+  return diff === 0;
+}
+
+

@@ -1,0 +1,229 @@
+/**
+ * The callee side of the mux: calls this side serves, keyed by the caller's
+ * mux id. Runs single-request handlers and hands stream opens to
+ * {@link CalleeStream}. Never awaits application code on the read path.
+ *
+ * @module
+ */
+import { type GridError, TimeoutError } from "../errors.ts";
+import type { HandlerRegistry, SingleEntry, StreamEntry } from "../handlers/registry.ts";
+import type { Link } from "../link.ts";
+import type { Message } from "../protocol/frame.ts";
+import { OP_CANCEL, OP_REQUEST, OP_RESPONSE, OP_STREAM_OPEN, OP_STREAM_PING } from "../protocol/ops.ts";
+import type { HandlerStatsTable } from "../stats/handler_stats.ts";
+import { CalleeStream } from "../stream/callee_stream.ts";
+import type { CallContext } from "../types.ts";
+import { cancelReason, describe, errorMessage } from "./wire.ts";
+
+/** What the callee needs from its connection. */
+export interface CalleeHost {
+  readonly remote: string;
+  readonly maxPayload: number;
+  /** Only handlers registered readOnly may be called (admin connections). */
+  readonly readOnly: boolean;
+  readonly registry: HandlerRegistry;
+  readonly handlerStats: HandlerStatsTable;
+}
+
+/** A single request being served; also its handler's CallContext. */
+class ServedRequest implements CallContext {
+  readonly id: number;
+  readonly remote: string;
+  readonly subroute: string;
+  readonly deadline: number | undefined;
+  readonly name: string;
+  readonly start: number;
+  readonly link: Link;
+  private ctrl: AbortController | null = null;
+  private reason: unknown = undefined;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  done = false;
+
+  constructor(id: number, m: Message, remote: string, link: Link) {
+    this.id = id;
+    this.remote = remote;
+    this.subroute = m.subroute;
+    this.name = m.handler;
+    this.link = link;
+    this.start = performance.now();
+    this.deadline = m.deadline > 0 ? Date.now() + m.deadline : undefined;
+  }
+
+  /** Created on first use: most handlers never look at it. */
+  get signal(): AbortSignal {
+    if (this.ctrl === null) {
+      this.ctrl = new AbortController();
+      if (this.reason !== undefined) this.ctrl.abort(this.reason);
+      else if (this.deadline !== undefined && !this.done) {
+        const ms = Math.max(0, this.deadline - Date.now());
+        this.timer = setTimeout(() => {
+          this.abort(new TimeoutError(`Call "${this.name}" from "${this.remote}" passed its deadline`));
+        }, ms);
+      }
+    }
+    return this.ctrl.signal;
+  }
+
+  /** Aborts the handler's signal (now or when it is first read). */
+  abort(reason: unknown): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.reason !== undefined) return;
+    this.reason = reason;
+    this.ctrl?.abort(reason);
+  }
+
+  /** Stops the deadline timer. */
+  release(): void {
+    this.done = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
+
+/** Calls this side serves on one connection. */
+export class MuxCallee {
+  private readonly host: CalleeHost;
+  private readonly requests = new Map<number, ServedRequest>();
+  readonly streams = new Map<number, CalleeStream>();
+
+  constructor(host: CalleeHost) {
+    this.host = host;
+  }
+
+  /** Requests being served. */
+  get requestCount(): number {
+    return this.requests.size;
+  }
+
+  /** Handles a caller → callee message arriving on `link`. */
+  onMessage(m: Message, link: Link): void {
+    switch (m.op) {
+      case OP_REQUEST:
+        return this.serveRequest(m, link);
+      case OP_STREAM_OPEN:
+        return this.openStream(m, link);
+      case OP_CANCEL: {
+        const r = this.requests.get(m.mux);
+        if (r !== undefined) {
+          this.requests.delete(m.mux);
+          r.abort(cancelReason(m.payload, this.host.remote));
+          r.release();
+          this.host.handlerStats.end(r.name, r.start, false);
+          return;
+        }
+        this.streams.get(m.mux)?.cancel(cancelReason(m.payload, this.host.remote));
+        return;
+      }
+      default: {
+        const st = this.streams.get(m.mux);
+        if (st !== undefined) st.onMessage(m);
+        else if (m.op === OP_STREAM_PING) {
+          link.send(errorMessage(m.mux, "disconnected", `Stream ${m.mux} is not served by this node`));
+        }
+      }
+    }
+  }
+
+  private lookup(m: Message, link: Link, kind: "single" | "stream"): SingleEntry | StreamEntry | undefined {
+    const entry = this.host.registry.lookup(m.handler, m.subroute);
+    if (entry === undefined || entry.kind !== kind) {
+      const sub = m.subroute === "" ? "" : ` (subroute "${m.subroute}")`;
+      const what = kind === "single" ? "handler" : "stream handler";
+      link.send(errorMessage(m.mux, "unknown-handler", `No ${what} "${m.handler}"${sub}`));
+      return undefined;
+    }
+    if (this.host.readOnly && !entry.readOnly) {
+      link.send(
+        errorMessage(m.mux, "unauthorized", `Handler "${m.handler}" is not readOnly: read-only clients cannot call it`),
+      );
+      return undefined;
+    }
+    return entry;
+  }
+
+  private serveRequest(m: Message, link: Link): void {
+    const entry = this.lookup(m, link, "single") as SingleEntry | undefined;
+    if (entry === undefined) return;
+    if (this.requests.has(m.mux)) {
+      link.send(errorMessage(m.mux, "protocol", `Request id ${m.mux} is already in use`));
+      return;
+    }
+    const call = new ServedRequest(m.mux, m, this.host.remote, link);
+    this.requests.set(m.mux, call);
+    this.host.handlerStats.begin(entry.name);
+    let result: Uint8Array | Promise<Uint8Array>;
+    try {
+      result = entry.fn(m.payload, call);
+    } catch (e) {
+      this.reply(call, e, false);
+      return;
+    }
+    if (result instanceof Uint8Array) this.reply(call, result, true);
+    else {
+      Promise.resolve(result).then(
+        (v) => this.reply(call, v, true),
+        (e) => this.reply(call, e, false),
+      );
+    }
+  }
+
+  private reply(call: ServedRequest, value: unknown, ok: boolean): void {
+    if (this.requests.get(call.id) !== call) return; // canceled, timed out or disconnected meanwhile
+    this.requests.delete(call.id);
+    call.release();
+    const link = call.link;
+    if (ok && !(value instanceof Uint8Array)) {
+      ok = false;
+      value = new TypeError(`Handler "${call.name}" returned ${typeof value}, expected Uint8Array`);
+    }
+    this.host.handlerStats.end(call.name, call.start, ok);
+    if (ok) {
+      const payload = value as Uint8Array;
+      if (payload.length > this.host.maxPayload) {
+        link.send(errorMessage(
+          call.id,
+          "too-large",
+          `Response of "${call.name}" is ${payload.length} bytes: exceeds maxMessageBytes ${this.host.maxPayload}`,
+        ));
+        return;
+      }
+      link.send({ op: OP_RESPONSE, flags: 0, mux: call.id, seq: 0, deadline: 0, route: null, payload });
+      return;
+    }
+    const d = describe(value);
+    link.send(errorMessage(call.id, "remote", d.message, d.code));
+  }
+
+  private openStream(m: Message, link: Link): void {
+    const entry = this.lookup(m, link, "stream") as StreamEntry | undefined;
+    if (entry === undefined) return;
+    if (this.streams.has(m.mux)) {
+      link.send(errorMessage(m.mux, "protocol", `Stream id ${m.mux} is already in use`));
+      return;
+    }
+    const st = new CalleeStream(m, entry, link, this.host, (s, ok) => {
+      this.streams.delete(s.id);
+      this.host.handlerStats.end(entry.name, s.start, ok);
+    });
+    this.streams.set(m.mux, st);
+    this.host.handlerStats.begin(entry.name);
+    st.run();
+  }
+
+  /** Aborts every call served on `link` (all when null): the caller is gone. */
+  failAll(err: GridError, link: Link | null = null): void {
+    for (const r of [...this.requests.values()]) {
+      if (link !== null && r.link !== link) continue;
+      this.requests.delete(r.id);
+      r.abort(err);
+      r.release();
+      this.host.handlerStats.end(r.name, r.start, false);
+    }
+    for (const st of [...this.streams.values()]) {
+      if (link !== null && st.link !== link) continue;
+      st.cancel(err);
+    }
+  }
+}
+

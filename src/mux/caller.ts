@@ -1,0 +1,174 @@
+/**
+ * The caller side of the mux: calls this side made, keyed by mux id. Single
+ * requests live here; streams are {@link CallerStream}s registered in the same
+ * table.
+ *
+ * @module
+ */
+import { DisconnectedError, type GridError, ProtocolError, TimeoutError } from "../errors.ts";
+import type { Link } from "../link.ts";
+import { encodeRoute, type Message } from "../protocol/frame.ts";
+import { OP_ERROR, OP_REQUEST, OP_RESPONSE, OP_STREAM_OPEN } from "../protocol/ops.ts";
+import { CallerStream, type StreamCodecs } from "../stream/caller_stream.ts";
+import type { Stream } from "../types.ts";
+import { CANCEL_ABORTED, CANCEL_TIMEOUT, cancelMessage, decodeError } from "./wire.ts";
+
+/** What the mux needs from its connection. */
+export interface MuxHost {
+  /** The remote's name, for messages. */
+  readonly remote: string;
+  /** Largest payload of one message. */
+  readonly maxPayload: number;
+  /** Connection ping interval; streams are pinged as often. */
+  readonly pingInterval: number;
+}
+
+interface PendingRequest {
+  readonly id: number;
+  readonly name: string;
+  readonly link: Link;
+  resolve: (v: Uint8Array) => void;
+  reject: (e: unknown) => void;
+  timer: ReturnType<typeof setTimeout> | undefined;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+/** Calls this side made on one connection. */
+export class MuxCaller {
+  private readonly host: MuxHost;
+  private readonly requests = new Map<number, PendingRequest>();
+  readonly streams = new Map<number, CallerStream<unknown, unknown>>();
+  private nextId = 1;
+
+  constructor(host: MuxHost) {
+    this.host = host;
+  }
+
+  /** Requests in flight. */
+  get requestCount(): number {
+    return this.requests.size;
+  }
+
+  private allocId(): number {
+    for (;;) {
+      const id = this.nextId;
+      this.nextId = id >= 0xffffffff ? 1 : id + 1;
+      if (!this.requests.has(id) && !this.streams.has(id)) return id;
+    }
+  }
+
+  /** Sends a single request on `link` and resolves with the response payload. */
+  request(
+    link: Link,
+    name: string,
+    subroute: string,
+    payload: Uint8Array,
+    timeout: number,
+    signal: AbortSignal | undefined,
+  ): Promise<Uint8Array> {
+    const route = encodeRoute(name, subroute);
+    const id = this.allocId();
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const call: PendingRequest = {
+        id,
+        name,
+        link,
+        resolve,
+        reject,
+        timer: undefined,
+        signal,
+        onAbort: undefined,
+      };
+      this.requests.set(id, call);
+      link.send({ op: OP_REQUEST, flags: 0, mux: id, seq: 0, deadline: timeout, route, payload });
+      call.timer = setTimeout(() => {
+        if (this.finish(call)) {
+          link.send(cancelMessage(id, CANCEL_TIMEOUT));
+          reject(new TimeoutError(`Request "${name}" to "${this.host.remote}" timed out after ${timeout} ms`));
+        }
+      }, timeout);
+      if (signal !== undefined) {
+        call.onAbort = () => {
+          if (this.finish(call)) {
+            link.send(cancelMessage(id, CANCEL_ABORTED));
+            reject(signal.reason);
+          }
+        };
+        signal.addEventListener("abort", call.onAbort, { once: true });
+      }
+    });
+  }
+
+  /** Opens a stream on `link`; resolves when the handler accepted it. */
+  openStream<Req, Resp>(
+    link: Link,
+    name: string,
+    subroute: string,
+    payload: Uint8Array,
+    timeout: number | undefined,
+    signal: AbortSignal | undefined,
+    codecs: StreamCodecs<Req, Resp>,
+  ): Promise<Stream<Req, Resp>> {
+    const route = encodeRoute(name, subroute);
+    const id = this.allocId();
+    const st = new CallerStream<Req, Resp>(id, name, link, this.host, codecs, (s) => {
+      this.streams.delete(s.id);
+    });
+    this.streams.set(id, st as unknown as CallerStream<unknown, unknown>);
+    link.send({ op: OP_STREAM_OPEN, flags: 0, mux: id, seq: 0, deadline: timeout ?? 0, route, payload });
+    return st.open(timeout, signal);
+  }
+
+  private finish(call: PendingRequest): boolean {
+    if (this.requests.get(call.id) !== call) return false;
+    this.requests.delete(call.id);
+    if (call.timer !== undefined) clearTimeout(call.timer);
+    if (call.onAbort !== undefined) call.signal!.removeEventListener("abort", call.onAbort);
+    return true;
+  }
+
+  /** Handles a callee → caller message. */
+  onMessage(m: Message): void {
+    const call = this.requests.get(m.mux);
+    if (call !== undefined) {
+      if (m.op === OP_RESPONSE) {
+        this.finish(call);
+        call.resolve(m.payload);
+      } else if (m.op === OP_ERROR) {
+        this.finish(call);
+        call.reject(decodeError(m.payload));
+      } else {
+        this.finish(call);
+        call.reject(new ProtocolError(`Unexpected op ${m.op} for request "${call.name}"`));
+      }
+      return;
+    }
+    const st = this.streams.get(m.mux);
+    if (st !== undefined) st.onMessage(m);
+    // Messages for calls that already ended (canceled, timed out) are dropped.
+  }
+
+  /** Pings open streams and fails those whose handler stopped answering. */
+  tick(now: number): void {
+    for (const st of this.streams.values()) st.tick(now);
+  }
+
+  /** Fails every call made on `link` (all calls when `link` is null). */
+  failAll(err: GridError, link: Link | null = null): void {
+    for (const call of [...this.requests.values()]) {
+      if (link !== null && call.link !== link) continue;
+      if (this.finish(call)) call.reject(err);
+    }
+    for (const st of [...this.streams.values()]) {
+      if (link !== null && st.link !== link) continue;
+      st.fail(err, false);
+    }
+  }
+}
+
+/** The error for a call made while the connection is down. */
+export function downError(remote: string, last: GridError | null): GridError {
+  if (last !== null && (last.code === "unauthorized" || last.code === "protocol")) return last;
+  return new DisconnectedError(`Cannot call "${remote}": connection is down`, last ? { cause: last } : undefined);
+}

@@ -1,0 +1,168 @@
+/**
+ * The handshake messages (OP_HELLO / OP_WELCOME payloads) and their
+ * authentication. A peer's hello carries an HMAC-SHA256 over its fields made
+ * with the cluster secret; the welcome carries one over the hello's nonce, so
+ * both sides prove they know the secret. A read-only client's hello carries a
+ * token instead. Times and nonces make a captured hello useless later.
+ *
+ * @module
+ */
+import { pack, unpack } from "msgpackr";
+import { ProtocolError } from "../errors.ts";
+
+/** Hello from a peer node (dialer → acceptor). */
+export interface PeerHello {
+  kind: "peer";
+  v: number;
+  from: string;
+  to: string;
+  id: string;
+  t: number;
+  nonce: string;
+  mac: string;
+}
+
+/** Hello from a read-only client. */
+export interface AdminHello {
+  kind: "admin";
+  v: number;
+  token: string;
+  t: number;
+  nonce: string;
+}
+
+/** Either kind of hello. */
+export type Hello = PeerHello | AdminHello;
+
+/** The acceptor's answer. On refusal `code` is a GridError code and `reason` says why. */
+export interface Welcome {
+  ok: boolean;
+  v: number;
+  id: string;
+  from: string;
+  t: number;
+  mac: string;
+  code: string;
+  reason: string;
+}
+
+function field<T extends string | number>(o: Record<string, unknown>, k: string, type: "string" | "number"): T {
+  const v = o[k];
+  if (typeof v !== type) throw new ProtocolError(`Cannot decode handshake: field "${k}" must be a ${type}`);
+  if (type === "string" && (v as string).length > 2048) {
+    throw new ProtocolError(`Cannot decode handshake: field "${k}" is too long`);
+  }
+  return v as T;
+}
+
+function decodeObject(bytes: Uint8Array): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = unpack(bytes);
+  } catch (e) {
+    throw new ProtocolError("Cannot decode handshake: invalid msgpack", { cause: e });
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+    throw new ProtocolError("Cannot decode handshake: payload is not a map");
+  }
+  return v as Record<string, unknown>;
+}
+
+/** Encodes a hello or welcome. */
+export function encodeHandshake(h: Hello | Welcome): Uint8Array {
+  return pack(h);
+}
+
+/** Decodes and validates a hello. @throws {ProtocolError} */
+export function decodeHello(bytes: Uint8Array): Hello {
+  const o = decodeObject(bytes);
+  const v = field<number>(o, "v", "number");
+  const kind = o.kind;
+  if (kind === "peer") {
+    return {
+      kind,
+      v,
+      from: field(o, "from", "string"),
+      to: field(o, "to", "string"),
+      id: field(o, "id", "string"),
+      t: field(o, "t", "number"),
+      nonce: field(o, "nonce", "string"),
+      mac: field(o, "mac", "string"),
+    };
+  }
+  if (kind === "admin") {
+    return { kind, v, token: field(o, "token", "string"), t: field(o, "t", "number"), nonce: field(o, "nonce", "string") };
+  }
+  throw new ProtocolError(`Cannot decode handshake: unknown hello kind`);
+}
+
+/** Decodes and validates a welcome. @throws {ProtocolError} */
+export function decodeWelcome(bytes: Uint8Array): Welcome {
+  const o = decodeObject(bytes);
+  if (typeof o.ok !== "boolean") throw new ProtocolError(`Cannot decode handshake: field "ok" must be a boolean`);
+  return {
+    ok: o.ok,
+    v: field(o, "v", "number"),
+    id: field(o, "id", "string"),
+    from: field(o, "from", "string"),
+    t: field(o, "t", "number"),
+    mac: field(o, "mac", "string"),
+    code: field(o, "code", "string"),
+    reason: field(o, "reason", "string"),
+  };
+}
+
+const encoder = new TextEncoder();
+
+/** An HMAC-SHA256 key made from the cluster secret (WebCrypto). */
+export function importSecret(secret: string): Promise<CryptoKey> {
+  return crypto.subtle.importKey("raw", encoder.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, [
+    "sign",
+    "verify",
+  ]);
+}
+
+function toHex(buf: ArrayBuffer): string {
+  const b = new Uint8Array(buf);
+  let s = "";
+  for (let i = 0; i < b.length; i++) s += b[i].toString(16).padStart(2, "0");
+  return s;
+}
+
+function fromHex(s: string): Uint8Array<ArrayBuffer> | null {
+  if (s.length !== 64 || !/^[0-9a-f]+$/.test(s)) return null;
+  const out = new Uint8Array(32);
+  for (let i = 0; i < 32; i++) out[i] = parseInt(s.slice(i * 2, i * 2 + 2), 16);
+  return out;
+}
+
+/** What a peer hello's MAC covers. */
+export function helloSigningText(h: Omit<PeerHello, "mac">): string {
+  return `wsgrid-hello\n${h.v}\n${h.from}\n${h.to}\n${h.id}\n${h.t}\n${h.nonce}`;
+}
+
+/** What a welcome's MAC covers: it binds the answer to the hello's nonce. */
+export function welcomeSigningText(w: Omit<Welcome, "mac">, nonce: string): string {
+  return `wsgrid-welcome\n${w.ok}\n${w.v}\n${w.from}\n${w.id}\n${w.t}\n${nonce}`;
+}
+
+/** Signs text with the key; hex string. */
+export async function sign(key: CryptoKey, text: string): Promise<string> {
+  return toHex(await crypto.subtle.sign("HMAC", key, encoder.encode(text)));
+}
+
+/** Verifies a hex MAC in constant time (WebCrypto verify). */
+export async function verify(key: CryptoKey, text: string, mac: string): Promise<boolean> {
+  const raw = fromHex(mac);
+  if (raw === null) return false;
+  return await crypto.subtle.verify("HMAC", key, raw, encoder.encode(text));
+}
+
+/** A random nonce / instance id, hex. */
+export function randomId(bytes = 16): string {
+  const b = new Uint8Array(bytes);
+  crypto.getRandomValues(b);
+  let s = "";
+  for (let i = 0; i < b.length; i++) s += b[i].toString(16).padStart(2, "0");
+  return s;
+}

@@ -1,0 +1,77 @@
+/**
+ * The socket contract between the core and the runtime adapters: the slice of
+ * the WHATWG `WebSocket` the core uses. Outgoing dials use the runtime's global
+ * `WebSocket`, which already has this shape; each server adapter wraps its
+ * runtime's server-side socket into it.
+ *
+ * @module
+ */
+
+/** Event payload of a `message` event: binary data as ArrayBuffer (binaryType "arraybuffer"). */
+export interface SocketMessageEvent {
+  readonly data: ArrayBuffer | ArrayBufferView | string | Blob;
+}
+
+/** Event payload of a `close` event. */
+export interface SocketCloseEvent {
+  readonly code: number;
+  readonly reason: string;
+}
+
+/**
+ * The WHATWG WebSocket shape the core expects from a socket.
+ *
+ * - `send` queues a binary message; it never blocks. `bufferedAmount` reports bytes queued
+ *   and not yet written, which the writer uses for backpressure.
+ * - `close` starts the closing handshake; a `close` event follows exactly once.
+ * - Listeners are registered once with `addEventListener`; events are "open", "message",
+ *   "close" and "error". A socket handed over by a server adapter is already open.
+ */
+export interface GridSocket {
+  binaryType: string;
+  readonly readyState: number;
+  readonly bufferedAmount: number;
+  send(data: Uint8Array<ArrayBuffer>): void;
+  close(code?: number, reason?: string): void;
+  addEventListener(type: "open", listener: () => void): void;
+  addEventListener(type: "message", listener: (ev: SocketMessageEvent) => void): void;
+  addEventListener(type: "close", listener: (ev: SocketCloseEvent) => void): void;
+  addEventListener(type: "error", listener: (ev: unknown) => void): void;
+}
+
+/** WebSocket ready states, as in the WHATWG spec. */
+export const SOCKET_CONNECTING = 0;
+/** The socket is open. */
+export const SOCKET_OPEN = 1;
+/** The socket is closing. */
+export const SOCKET_CLOSING = 2;
+/** The socket is closed. */
+export const SOCKET_CLOSED = 3;
+
+/**
+ * What an adapter hands the Manager for each accepted upgrade on the grid path.
+ * `remoteAddress` is informational (logs, rate limits).
+ */
+export interface AcceptInfo {
+  remoteAddress?: string;
+}
+
+/**
+ * The surface of the Manager that server adapters use. Adapters call
+ * `acceptSocket` once per upgraded socket on `path`; the Manager runs the
+ * handshake and owns the socket from then on. `maxFrameBytes` is the largest
+ * WebSocket message a peer may legitimately send; adapters pass it to their
+ * runtime's payload limit where one exists.
+ */
+export interface SocketAcceptor {
+  readonly path: string;
+  readonly maxFrameBytes: number;
+  acceptSocket(socket: GridSocket, info?: AcceptInfo): void;
+  /**
+   * Lets an adapter supply the dialer for outgoing sockets when its runtime's
+   * global WebSocket is unsuitable (Deno's client does not disable Nagle's
+   * algorithm: messages over 1 KiB stall ~40 ms). A `webSocket` factory given
+   * in the Manager options wins over this one.
+   */
+  useDialer?(open: (url: string) => GridSocket): void;
+}

@@ -1,0 +1,252 @@
+/**
+ * The handler's end of a stream: a ReadableStream of requests and a
+ * WritableStream of responses, mapped onto the wire's credits. The call lives
+ * as long as the handler runs: when it returns, the responses it wrote are
+ * flushed and the caller's stream ends; when it throws, the caller's stream
+ * errors with a RemoteError.
+ *
+ * @module
+ */
+import { GridError, PayloadTooLargeError, ProtocolError, TimeoutError } from "../errors.ts";
+import type { StreamEntry } from "../handlers/registry.ts";
+import type { Link } from "../link.ts";
+import type { Message } from "../protocol/frame.ts";
+import {
+  OP_STREAM_ACK,
+  OP_STREAM_PING,
+  OP_STREAM_PONG,
+  OP_STREAM_REQ,
+  OP_STREAM_REQ_CREDIT,
+  OP_STREAM_REQ_END,
+  OP_STREAM_RESP,
+  OP_STREAM_RESP_CREDIT,
+  OP_STREAM_RESP_END,
+} from "../protocol/ops.ts";
+import type { StreamCall } from "../types.ts";
+import type { CalleeHost } from "../mux/callee.ts";
+import { describe, errorMessage, msg } from "../mux/wire.ts";
+import { CreditGate, creditsToReturn } from "./credits.ts";
+
+/** One stream this side serves; also the handler's StreamCall. */
+export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
+  readonly id: number;
+  readonly link: Link;
+  readonly start = performance.now();
+  readonly remote: string;
+  readonly subroute: string;
+  readonly deadline: number | undefined;
+  readonly payload: unknown;
+  readonly requests: ReadableStream<unknown> | null;
+  readonly responses: WritableStream<unknown>;
+  private readonly ctrl = new AbortController();
+  private readonly entry: StreamEntry;
+  private readonly host: CalleeHost;
+  private readonly onDone: (s: CalleeStream, ok: boolean) => void;
+  private readonly rawPayload: Uint8Array;
+  private reqCtrl: ReadableStreamDefaultController<unknown> | null = null;
+  private respCtrl: WritableStreamDefaultController | null = null;
+  private readonly gate: CreditGate;
+  private received = 0;
+  private returned = 0;
+  private sendSeq = 0;
+  private recvSeq = 0;
+  private pendingWrites = 0;
+  private idle: (() => void) | null = null;
+  private responsesClosed = false;
+  private requestsEnded = false;
+  private done = false;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(m: Message, entry: StreamEntry, link: Link, host: CalleeHost, onDone: (s: CalleeStream, ok: boolean) => void) {
+    this.id = m.mux;
+    this.link = link;
+    this.entry = entry;
+    this.host = host;
+    this.onDone = onDone;
+    this.remote = host.remote;
+    this.subroute = m.subroute;
+    this.deadline = m.deadline > 0 ? Date.now() + m.deadline : undefined;
+    this.rawPayload = m.payload;
+    this.payload = undefined;
+    this.gate = new CreditGate(entry.outCapacity);
+    const inCap = entry.inCapacity;
+    this.requests = inCap === 0 ? null : new ReadableStream<unknown>({
+      start: (c) => {
+        this.reqCtrl = c;
+      },
+      pull: (c) => {
+        const queued = inCap - (c.desiredSize ?? 0);
+        const n = creditsToReturn(this.received, this.returned, queued, inCap);
+        if (n > 0 && !this.done) {
+          this.returned += n;
+          this.link.send(msg(OP_STREAM_REQ_CREDIT, this.id, n));
+        }
+      },
+    }, { highWaterMark: inCap, size: () => 1 });
+    this.responses = new WritableStream<unknown>({
+      start: (c) => {
+        this.respCtrl = c;
+      },
+      write: async (chunk) => {
+        try {
+          const wait = this.gate.take();
+          if (wait !== undefined) await wait;
+          const payload = this.entry.response.encode(chunk);
+          if (payload.length > this.host.maxPayload) {
+            throw new PayloadTooLargeError(
+              `Cannot send response message of ${payload.length} bytes: exceeds maxMessageBytes ${this.host.maxPayload}`,
+            );
+          }
+          const seq = this.sendSeq;
+          this.sendSeq = (seq + 1) >>> 0;
+          await this.link.sendBulk(msg(OP_STREAM_RESP, this.id, seq, payload));
+        } finally {
+          if (--this.pendingWrites === 0 && this.idle !== null) {
+            const idle = this.idle;
+            this.idle = null;
+            idle();
+          }
+        }
+      },
+      close: () => {
+        this.responsesClosed = true;
+      },
+      abort: (reason) => {
+        const d = describe(reason ?? new Error("Responses aborted by the handler"));
+        this.end(errorMessage(this.id, "remote", d.message, d.code), false, reason);
+      },
+    }, {
+      highWaterMark: entry.outCapacity,
+      size: () => {
+        this.pendingWrites++;
+        return 1;
+      },
+    });
+  }
+
+  /** Acknowledges the stream and starts the handler. */
+  run(): void {
+    const ack = new Uint8Array(8);
+    const dv = new DataView(ack.buffer);
+    dv.setUint32(0, this.entry.inCapacity);
+    dv.setUint32(4, this.entry.outCapacity);
+    this.link.send(msg(OP_STREAM_ACK, this.id, 0, ack));
+    try {
+      (this as { payload: unknown }).payload = this.entry.payload.decode(this.rawPayload);
+    } catch (e) {
+      const d = describe(e);
+      this.end(errorMessage(this.id, "remote", `Cannot decode stream payload: ${d.message}`), false, e);
+      return;
+    }
+    if (this.deadline !== undefined) {
+      this.timer = setTimeout(() => {
+        const err = new TimeoutError(`Stream "${this.entry.name}" from "${this.remote}" passed its deadline`);
+        this.end(errorMessage(this.id, "timeout", err.message), false, err);
+      }, this.deadline - Date.now());
+    }
+    Promise.resolve()
+      .then(() => this.entry.fn(this))
+      .then(
+        () => this.returned_(),
+        (e) => {
+          const d = describe(e);
+          this.end(errorMessage(this.id, "remote", d.message, d.code), false, e);
+        },
+      );
+  }
+
+  get signal(): AbortSignal {
+    return this.ctrl.signal;
+  }
+
+  private async returned_(): Promise<void> {
+    if (this.done) return;
+    if (!this.responsesClosed && this.pendingWrites > 0) {
+      await new Promise<void>((resolve) => {
+        this.idle = resolve;
+      });
+    }
+    this.end(msg(OP_STREAM_RESP_END, this.id, this.sendSeq), true, undefined);
+  }
+
+  /** Handles a caller → callee message for this stream. */
+  onMessage(m: Message): void {
+    if (this.done) return;
+    switch (m.op) {
+      case OP_STREAM_REQ: {
+        if (this.reqCtrl === null || this.requestsEnded) return this.violation("request message not expected");
+        if (m.seq !== this.recvSeq) return this.violation(`request seq ${m.seq}, expected ${this.recvSeq}`);
+        this.recvSeq = (this.recvSeq + 1) >>> 0;
+        if (this.received - this.returned >= this.entry.inCapacity) return this.violation("request without credit");
+        this.received++;
+        let v: unknown;
+        try {
+          v = this.entry.request.decode(m.payload);
+        } catch (e) {
+          return this.violation(`cannot decode request: ${describe(e).message}`);
+        }
+        this.reqCtrl.enqueue(v);
+        return;
+      }
+      case OP_STREAM_REQ_END:
+        if (this.reqCtrl !== null && !this.requestsEnded) {
+          this.requestsEnded = true;
+          this.reqCtrl.close();
+        }
+        return;
+      case OP_STREAM_RESP_CREDIT:
+        this.gate.grant(m.seq);
+        return;
+      case OP_STREAM_PING:
+        this.link.send(msg(OP_STREAM_PONG, this.id, 0));
+        return;
+      default:
+        return this.violation(`unexpected op ${m.op}`);
+    }
+  }
+
+  private violation(what: string): void {
+    const err = new ProtocolError(`Stream "${this.entry.name}" broke the protocol: ${what}`);
+    this.end(errorMessage(this.id, "protocol", err.message), false, err);
+  }
+
+  /** The caller canceled, or the connection is gone: abort the handler, send nothing. */
+  cancel(reason: unknown): void {
+    this.end(null, false, reason);
+  }
+
+  private end(final: ReturnType<typeof msg> | null, ok: boolean, reason: unknown): void {
+    if (this.done) return;
+    this.done = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    if (final !== null && !this.link.closed) this.link.send(final);
+    if (!ok) {
+      const err = reason ?? new GridError("closed", "Stream ended");
+      this.ctrl.abort(err);
+      this.gate.fail(err);
+      if (!this.requestsEnded) {
+        try {
+          this.reqCtrl?.error(err);
+        } catch {
+          // Already closed.
+        }
+      }
+      try {
+        this.respCtrl?.error(err);
+      } catch {
+        // Already closed.
+      }
+    } else {
+      const err = new GridError("closed", `Stream "${this.entry.name}" has ended`);
+      this.gate.fail(err);
+      if (!this.requestsEnded) {
+        try {
+          this.reqCtrl?.error(err);
+        } catch {
+          // Already closed.
+        }
+      }
+    }
+    this.onDone(this, ok);
+  }
+}

@@ -1,0 +1,262 @@
+/**
+ * The caller's end of a stream: a WritableStream of requests and a
+ * ReadableStream of responses, mapped onto the wire's credits.
+ *
+ * @module
+ */
+import { DisconnectedError, GridError, PayloadTooLargeError, ProtocolError, TimeoutError } from "../errors.ts";
+import type { Link } from "../link.ts";
+import type { Message } from "../protocol/frame.ts";
+import { DEFAULT_LIMITS } from "../protocol/limits.ts";
+import {
+  OP_ERROR,
+  OP_STREAM_ACK,
+  OP_STREAM_PING,
+  OP_STREAM_PONG,
+  OP_STREAM_REQ,
+  OP_STREAM_REQ_CREDIT,
+  OP_STREAM_REQ_END,
+  OP_STREAM_RESP,
+  OP_STREAM_RESP_CREDIT,
+  OP_STREAM_RESP_END,
+} from "../protocol/ops.ts";
+import type { Codec, Stream } from "../types.ts";
+import type { MuxHost } from "../mux/caller.ts";
+import { CANCEL_ABORTED, CANCEL_TIMEOUT, cancelMessage, decodeError, msg } from "../mux/wire.ts";
+import { CreditGate, creditsToReturn } from "./credits.ts";
+
+/** Codecs of a stream's request and response messages. */
+export interface StreamCodecs<Req, Resp> {
+  request: Codec<Req>;
+  response: Codec<Resp>;
+}
+
+const OPENING = 0;
+const OPEN = 1;
+const DONE = 2;
+
+/** One stream this side opened. */
+export class CallerStream<Req, Resp> {
+  readonly id: number;
+  readonly link: Link;
+  private readonly name: string;
+  private readonly host: MuxHost;
+  private readonly codecs: StreamCodecs<Req, Resp>;
+  private readonly onDone: (s: CallerStream<Req, Resp>) => void;
+  private state = OPENING;
+  private openResolve: ((s: Stream<Req, Resp>) => void) | null = null;
+  private openReject: ((e: unknown) => void) | null = null;
+  private respCtrl: ReadableStreamDefaultController<Resp> | null = null;
+  private reqCtrl: WritableStreamDefaultController | null = null;
+  private gate: CreditGate | null = null;
+  private outCap = 0;
+  private received = 0;
+  private returned = 0;
+  private sendSeq = 0;
+  private recvSeq = 0;
+  private lastHeard = performance.now();
+  private lastPing = performance.now();
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private signal: AbortSignal | undefined;
+  private onAbort: (() => void) | undefined;
+
+  constructor(
+    id: number,
+    name: string,
+    link: Link,
+    host: MuxHost,
+    codecs: StreamCodecs<Req, Resp>,
+    onDone: (s: CallerStream<Req, Resp>) => void,
+  ) {
+    this.id = id;
+    this.name = name;
+    this.link = link;
+    this.host = host;
+    this.codecs = codecs;
+    this.onDone = onDone;
+  }
+
+  /** Resolves with the stream once the handler acknowledged it. */
+  open(timeout: number | undefined, signal: AbortSignal | undefined): Promise<Stream<Req, Resp>> {
+    return new Promise((resolve, reject) => {
+      this.openResolve = resolve;
+      this.openReject = reject;
+      if (timeout !== undefined) {
+        this.timer = setTimeout(() => {
+          this.fail(
+            new TimeoutError(`Stream "${this.name}" to "${this.host.remote}" timed out after ${timeout} ms`),
+            true,
+            CANCEL_TIMEOUT,
+          );
+        }, timeout);
+      }
+      if (signal !== undefined) {
+        this.signal = signal;
+        this.onAbort = () => this.fail(signal.reason, true, CANCEL_ABORTED);
+        signal.addEventListener("abort", this.onAbort, { once: true });
+      }
+    });
+  }
+
+  /** Handles a callee → caller message for this stream. */
+  onMessage(m: Message): void {
+    if (this.state === DONE) return;
+    this.lastHeard = performance.now();
+    switch (m.op) {
+      case OP_STREAM_ACK:
+        if (this.state !== OPENING) return this.violation("duplicate ack");
+        return this.accept(m.payload);
+      case OP_ERROR:
+        return this.fail(decodeError(m.payload), false);
+      case OP_STREAM_PONG:
+        return;
+    }
+    if (this.state !== OPEN) return this.violation(`op ${m.op} before ack`);
+    switch (m.op) {
+      case OP_STREAM_RESP: {
+        if (m.seq !== this.recvSeq) return this.violation(`response seq ${m.seq}, expected ${this.recvSeq}`);
+        this.recvSeq = (this.recvSeq + 1) >>> 0;
+        if (this.received - this.returned >= this.outCap) return this.violation("response without credit");
+        this.received++;
+        let v: Resp;
+        try {
+          v = this.codecs.response.decode(m.payload);
+        } catch (e) {
+          return this.fail(new ProtocolError(`Cannot decode response of stream "${this.name}"`, { cause: e }), true);
+        }
+        this.respCtrl!.enqueue(v);
+        return;
+      }
+      case OP_STREAM_RESP_END:
+        this.finish();
+        this.respCtrl!.close();
+        this.reqCtrl?.error(new GridError("closed", `Cannot write: stream "${this.name}" ended`));
+        this.gate?.fail(new GridError("closed", `Cannot write: stream "${this.name}" ended`));
+        return;
+      case OP_STREAM_REQ_CREDIT:
+        this.gate?.grant(m.seq);
+        return;
+      default:
+        return this.violation(`unexpected op ${m.op}`);
+    }
+  }
+
+  private accept(p: Uint8Array): void {
+    if (p.length !== 8) return this.violation("ack payload must be 8 bytes");
+    const dv = new DataView(p.buffer, p.byteOffset, 8);
+    const inCap = dv.getUint32(0);
+    const outCap = dv.getUint32(4);
+    if (inCap > DEFAULT_LIMITS.maxCapacity || outCap < 1 || outCap > DEFAULT_LIMITS.maxCapacity) {
+      return this.violation(`capacities ${inCap}/${outCap} out of range`);
+    }
+    this.state = OPEN;
+    this.outCap = outCap;
+    const responses = new ReadableStream<Resp>({
+      start: (c) => {
+        this.respCtrl = c;
+      },
+      pull: (c) => {
+        const queued = outCap - (c.desiredSize ?? 0);
+        const n = creditsToReturn(this.received, this.returned, queued, outCap);
+        if (n > 0 && this.state === OPEN) {
+          this.returned += n;
+          this.link.send(msg(OP_STREAM_RESP_CREDIT, this.id, n));
+        }
+      },
+      cancel: (reason) => {
+        this.fail(reason ?? new DOMException("Responses canceled", "AbortError"), true, CANCEL_ABORTED, true);
+      },
+    }, { highWaterMark: outCap, size: () => 1 });
+    let requests: WritableStream<Req> | null = null;
+    if (inCap > 0) {
+      const gate = new CreditGate(inCap);
+      this.gate = gate;
+      requests = new WritableStream<Req>({
+        start: (c) => {
+          this.reqCtrl = c;
+        },
+        write: async (chunk) => {
+          const wait = gate.take();
+          if (wait !== undefined) await wait;
+          const payload = this.codecs.request.encode(chunk);
+          if (payload.length > this.host.maxPayload) {
+            throw new PayloadTooLargeError(
+              `Cannot send request message of ${payload.length} bytes: exceeds maxMessageBytes ${this.host.maxPayload}`,
+            );
+          }
+          if (this.state !== OPEN) throw new DisconnectedError(`Cannot write: stream "${this.name}" ended`);
+          const seq = this.sendSeq;
+          this.sendSeq = (seq + 1) >>> 0;
+          await this.link.sendBulk(msg(OP_STREAM_REQ, this.id, seq, payload));
+        },
+        close: () => {
+          if (this.state === OPEN) this.link.send(msg(OP_STREAM_REQ_END, this.id, this.sendSeq));
+        },
+        abort: (reason) => {
+          this.fail(reason ?? new DOMException("Requests aborted", "AbortError"), true, CANCEL_ABORTED);
+        },
+      }, { highWaterMark: inCap, size: () => 1 });
+    }
+    const resolve = this.openResolve!;
+    this.openResolve = this.openReject = null;
+    resolve({ requests, responses });
+  }
+
+  /** Sends a stream ping, or fails the stream when the handler stopped answering. */
+  tick(now: number): void {
+    if (this.state === DONE) return;
+    const interval = this.host.pingInterval;
+    if (now - this.lastHeard > 2 * interval) {
+      this.fail(
+        new DisconnectedError(`Stream "${this.name}" lost: "${this.host.remote}" stopped answering for ${
+          Math.round(now - this.lastHeard)
+        } ms`),
+        true,
+      );
+      return;
+    }
+    if (now - this.lastPing >= interval * 0.9) {
+      this.lastPing = now;
+      this.link.send(msg(OP_STREAM_PING, this.id, 0));
+    }
+  }
+
+  private violation(what: string): void {
+    this.fail(new ProtocolError(`Stream "${this.name}" broke the protocol: ${what}`), true);
+  }
+
+  private finish(): boolean {
+    if (this.state === DONE) return false;
+    this.state = DONE;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    if (this.onAbort !== undefined) this.signal!.removeEventListener("abort", this.onAbort);
+    this.onDone(this);
+    return true;
+  }
+
+  /** Ends the stream with `err` on both of its web streams. */
+  fail(err: unknown, sendCancel: boolean, reason = CANCEL_ABORTED, fromConsumer = false): void {
+    const wasOpening = this.state === OPENING;
+    if (!this.finish()) return;
+    if (sendCancel && !this.link.closed) this.link.send(cancelMessage(this.id, reason));
+    if (wasOpening) {
+      const reject = this.openReject!;
+      this.openResolve = this.openReject = null;
+      reject(err);
+      return;
+    }
+    this.gate?.fail(err);
+    if (!fromConsumer) {
+      try {
+        this.respCtrl!.error(err);
+      } catch {
+        // Already closed by the consumer.
+      }
+    }
+    try {
+      this.reqCtrl?.error(err);
+    } catch {
+      // Already closed.
+    }
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * Credit bookkeeping shared by both ends of a stream.
+ *
+ * The sender holds credits and spends one per message; {@link CreditGate.take}
+ * waits while it has none. The receiver counts messages it took out of its
+ * readable queue and returns them in batches ({@link creditsToReturn}).
+ *
+ * @module
+ */
+import type { GridError } from "../errors.ts";
+
+/** Sender-side credits: how many more messages may be sent. */
+export class CreditGate {
+  credits: number;
+  private waiter: { resolve: () => void; reject: (e: unknown) => void } | null = null;
+  private failure: unknown = null;
+  private failed = false;
+
+  constructor(initial: number) {
+    this.credits = initial;
+  }
+
+  /** Waits for a credit and spends it. Rejects once the gate failed. */
+  take(): Promise<void> | undefined {
+    if (this.failed) return Promise.reject(this.failure);
+    if (this.credits > 0) {
+      this.credits--;
+      return undefined;
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.waiter = {
+        resolve: () => {
+          this.credits--;
+          resolve();
+        },
+        reject,
+      };
+    });
+  }
+
+  /** Adds credits granted by the receiver. */
+  grant(n: number): void {
+    this.credits += n;
+    const w = this.waiter;
+    if (w !== null && this.credits > 0) {
+      this.waiter = null;
+      w.resolve();
+    }
+  }
+
+  /** Fails the gate: the pending and every later take rejects with `err`. */
+  fail(err: GridError | unknown): void {
+    if (this.failed) return;
+    this.failed = true;
+    this.failure = err;
+    const w = this.waiter;
+    this.waiter = null;
+    w?.reject(err);
+  }
+}
+
+/**
+ * Receiver side: how many credits to return now. `received` counts messages that
+ * arrived, `returned` credits already sent back, `queued` messages still in the
+ * readable queue. Credits go back once half the window is consumed, or all at
+ * once when the queue ran empty.
+ */
+export function creditsToReturn(received: number, returned: number, queued: number, capacity: number): number {
+  const pending = received - queued - returned;
+  if (pending <= 0) return 0;
+  if (queued === 0 || pending >= Math.max(1, capacity >> 1)) return pending;
+  return 0;
+}

@@ -1,0 +1,376 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { AcceptInfo, GridSocket, SocketAcceptor, SocketCloseEvent } from "../src/socket.ts";
+import { detectRuntime, serve } from "../src/adapters/serve.ts";
+
+const runtime = detectRuntime();
+const PATH = "/grid/v1";
+const HOST = "127.0.0.1";
+/** Upper bound for any single wait in this file; generous for a shared 2-core machine. */
+const WAIT_MS = 10_000;
+
+function onlyOn(r: typeof runtime): { skip: string | false } {
+  return { skip: runtime === r ? false : `runs only on ${r} (this is ${runtime})` };
+}
+
+function withTimeout<T>(p: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** What the echo acceptor saw of one accepted socket. */
+interface Accepted {
+  socket: GridSocket;
+  info: AcceptInfo | undefined;
+  readyStateAtAccept: number;
+  nonArrayBufferMessages: number;
+  closed: Promise<SocketCloseEvent>;
+}
+
+/** A SocketAcceptor that echoes every binary message back on the socket it came from. */
+class EchoAcceptor implements SocketAcceptor {
+  readonly path = PATH;
+  readonly maxFrameBytes: number;
+  readonly accepted: Accepted[] = [];
+
+  constructor(maxFrameBytes = 1 << 20) {
+    this.maxFrameBytes = maxFrameBytes;
+  }
+
+  acceptSocket(socket: GridSocket, info?: AcceptInfo): void {
+    const closed = new Promise<SocketCloseEvent>((resolve) => socket.addEventListener("close", resolve));
+    const entry: Accepted = {
+      socket,
+      info,
+      readyStateAtAccept: socket.readyState,
+      nonArrayBufferMessages: 0,
+      closed,
+    };
+    socket.addEventListener("message", (ev) => {
+      if (ev.data instanceof ArrayBuffer) socket.send(new Uint8Array(ev.data));
+      else entry.nonArrayBufferMessages++;
+    });
+    socket.addEventListener("error", () => {});
+    this.accepted.push(entry);
+  }
+}
+
+/** A client socket with its incoming messages queued and its close event captured. */
+interface TestClient {
+  ws: WebSocket;
+  next(): Promise<ArrayBuffer>;
+  closed: Promise<{ code: number; reason: string }>;
+}
+
+function connect(url: string): Promise<TestClient> {
+  const ws = new WebSocket(url);
+  ws.binaryType = "arraybuffer";
+  const queue: ArrayBuffer[] = [];
+  const waiters: ((data: ArrayBuffer) => void)[] = [];
+  ws.addEventListener("message", (ev) => {
+    const data = ev.data as ArrayBuffer;
+    const waiter = waiters.shift();
+    if (waiter) waiter(data);
+    else queue.push(data);
+  });
+  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+    ws.addEventListener("close", (ev) => resolve({ code: ev.code, reason: ev.reason }))
+  );
+  const next = () => {
+    const data = queue.shift();
+    if (data) return Promise.resolve(data);
+    return withTimeout(new Promise<ArrayBuffer>((resolve) => waiters.push(resolve)), "echo");
+  };
+  const opened = new Promise<TestClient>((resolve, reject) => {
+    ws.addEventListener("open", () => resolve({ ws, next, closed }), { once: true });
+    ws.addEventListener("error", () => reject(new Error(`Cannot connect to ${url}`)), { once: true });
+  });
+  return withTimeout(opened, `connect ${url}`);
+}
+
+/** Resolves with the close code when the connection fails or is closed, rejects if it opens. */
+async function refused(url: string): Promise<number> {
+  const ws = new WebSocket(url);
+  const outcome = new Promise<number>((resolve, reject) => {
+    ws.addEventListener("open", () => {
+      ws.close();
+      reject(new Error(`Expected ${url} to be refused, but it opened`));
+    });
+    ws.addEventListener("close", (ev) => resolve(ev.code));
+  });
+  return await withTimeout(outcome, `refusal of ${url}`);
+}
+
+async function echoOnce(client: TestClient, bytes: number[]): Promise<void> {
+  client.ws.send(new Uint8Array(bytes));
+  assert.deepEqual([...new Uint8Array(await client.next())], bytes);
+}
+
+async function closeClient(client: TestClient): Promise<void> {
+  client.ws.close(1000, "done");
+  await withTimeout(client.closed, "client close");
+}
+
+async function get(url: string): Promise<{ status: number; body: string }> {
+  const res = await withTimeout(fetch(url), `GET ${url}`);
+  return { status: res.status, body: await res.text() };
+}
+
+describe(`server adapters on ${runtime}`, () => {
+  it("serve() echoes binary messages on the grid path and hands over open sockets", async () => {
+    const grid = new EchoAcceptor();
+    const server = await serve(grid, { port: 0, hostname: HOST });
+    try {
+      assert.ok(server.port > 0, `bound port ${server.port}`);
+      const client = await connect(`ws://${HOST}:${server.port}${PATH}`);
+      await echoOnce(client, [1, 2, 3]);
+      await echoOnce(client, Array.from({ length: 70_000 }, (_, i) => i % 251));
+      assert.equal(grid.accepted.length, 1);
+      const [accepted] = grid.accepted;
+      assert.equal(accepted.readyStateAtAccept, 1);
+      assert.equal(accepted.nonArrayBufferMessages, 0);
+      assert.ok(accepted.socket.bufferedAmount >= 0, `bufferedAmount ${accepted.socket.bufferedAmount}`);
+      assert.match(accepted.info?.remoteAddress ?? "", /127\.0\.0\.1/);
+      await closeClient(client);
+      const ev = await withTimeout(accepted.closed, "grid socket close");
+      assert.equal(ev.code, 1000);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("serve() answers 404 outside the grid path and 426 to a plain request on it", async () => {
+    const grid = new EchoAcceptor();
+    const server = await serve(grid, { port: 0, hostname: HOST });
+    try {
+      assert.equal((await get(`http://${HOST}:${server.port}/other`)).status, 404);
+      assert.equal((await get(`http://${HOST}:${server.port}${PATH}`)).status, 426);
+      await refused(`ws://${HOST}:${server.port}/grid/v2`);
+      assert.equal(grid.accepted.length, 0);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("close() closes the accepted sockets and stops listening", async () => {
+    const grid = new EchoAcceptor();
+    const server = await serve(grid, { port: 0, hostname: HOST });
+    const client = await connect(`ws://${HOST}:${server.port}${PATH}`);
+    await echoOnce(client, [4, 5]);
+    await server.close();
+    const ev = await withTimeout(client.closed, "client close after server close");
+    assert.equal(ev.code, 1001);
+    await withTimeout(grid.accepted[0].closed, "grid socket close after server close");
+    await assert.rejects(fetch(`http://${HOST}:${server.port}/other`));
+    await server.close(); // a second close is harmless
+  });
+
+  it("aborting the signal closes the server", async () => {
+    const grid = new EchoAcceptor();
+    const abort = new AbortController();
+    const server = await serve(grid, { port: 0, hostname: HOST, signal: abort.signal });
+    const client = await connect(`ws://${HOST}:${server.port}${PATH}`);
+    abort.abort();
+    await withTimeout(client.closed, "client close after abort");
+    await server.close();
+    await assert.rejects(fetch(`http://${HOST}:${server.port}/other`));
+  });
+
+  it("serve() rejects with EADDRINUSE when the port is taken", async () => {
+    const first = await serve(new EchoAcceptor(), { port: 0, hostname: HOST });
+    try {
+      await assert.rejects(
+        serve(new EchoAcceptor(), { port: first.port, hostname: HOST }),
+        (err: Error & { code?: string }) => err.code === "EADDRINUSE",
+      );
+    } finally {
+      await first.close();
+    }
+  });
+
+  it("serve() rejects when the signal is already aborted", async () => {
+    await assert.rejects(serve(new EchoAcceptor(), { port: 0, hostname: HOST, signal: AbortSignal.abort() }));
+  });
+
+  it(
+    "a message over maxFrameBytes closes the socket with 1009",
+    { skip: runtime === "deno" ? "Deno.upgradeWebSocket has no payload limit; the Manager enforces it" : false },
+    async () => {
+      const grid = new EchoAcceptor(1024);
+      const server = await serve(grid, { port: 0, hostname: HOST });
+      try {
+        const client = await connect(`ws://${HOST}:${server.port}${PATH}`);
+        await echoOnce(client, new Array(1024).fill(7));
+        client.ws.send(new Uint8Array(1025));
+        const ev = await withTimeout(client.closed, "close after oversized message");
+        assert.equal(ev.code, 1009);
+      } finally {
+        await server.close();
+      }
+    },
+  );
+
+  it("serves wss:// with a PEM certificate and key", async (t) => {
+    let dir: string;
+    try {
+      dir = mkdtempSync(join(tmpdir(), "wsgrid-tls-"));
+      execFileSync("openssl", [
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"),
+        "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+      ], { stdio: "ignore" });
+    } catch {
+      t.skip("openssl is not available to make a self-signed certificate");
+      return;
+    }
+    try {
+      const cert = readFileSync(join(dir, "cert.pem"), "utf8");
+      const key = readFileSync(join(dir, "key.pem"), "utf8");
+      const grid = new EchoAcceptor();
+      const server = await serve(grid, { port: 0, hostname: HOST, tls: { cert, key } });
+      try {
+        // The global WebSocket cannot be told to trust a CA; the ws client can, on all three runtimes.
+        const { WebSocket: WsClient } = (await import("ws")) as unknown as { WebSocket: WsClientConstructor };
+        const ws = new WsClient(`wss://${HOST}:${server.port}${PATH}`, { ca: cert });
+        ws.binaryType = "arraybuffer";
+        const echoed = new Promise<ArrayBuffer>((resolve, reject) => {
+          ws.addEventListener("open", () => ws.send(new Uint8Array([9, 8, 7])));
+          ws.addEventListener("message", (ev) => resolve(ev.data as ArrayBuffer));
+          ws.addEventListener("error", (ev) => reject(new Error(`Cannot connect over TLS: ${ev.message}`)));
+        });
+        assert.deepEqual([...new Uint8Array(await withTimeout(echoed, "wss echo"))], [9, 8, 7]);
+        const closed = new Promise<void>((resolve) => ws.addEventListener("close", () => resolve()));
+        ws.close();
+        await withTimeout(closed, "wss client close");
+        assert.match(grid.accepted[0].info?.remoteAddress ?? "", /127\.0\.0\.1/);
+      } finally {
+        await server.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** The slice of the `ws` client used by the TLS test. */
+type WsClientConstructor = new (url: string, opts: { ca: string }) => {
+  binaryType: string;
+  send(data: Uint8Array): void;
+  close(): void;
+  addEventListener(type: "open" | "close", listener: () => void): void;
+  addEventListener(type: "message", listener: (ev: { data: unknown }) => void): void;
+  addEventListener(type: "error", listener: (ev: { message: string }) => void): void;
+};
+
+describe("embedding the grid endpoint next to an app", () => {
+  it("denoHandler() upgrades the grid path and returns undefined elsewhere", onlyOn("deno"), async () => {
+    const { denoHandler } = await import("../src/adapters/deno.ts");
+    const grid = new EchoAcceptor();
+    const handler = denoHandler(grid);
+    let appCalls = 0;
+    const app = () => {
+      appCalls++;
+      return new Response("app");
+    };
+    const server = Deno.serve({ port: 0, hostname: HOST, onListen() {} }, (req, info) => handler(req, info) ?? app());
+    try {
+      const base = `${HOST}:${server.addr.port}`;
+      assert.deepEqual(await get(`http://${base}/other`), { status: 200, body: "app" });
+      assert.equal((await get(`http://${base}${PATH}`)).status, 426);
+      appCalls = 0;
+      const client = await connect(`ws://${base}${PATH}`);
+      await echoOnce(client, [1, 2]);
+      assert.equal(appCalls, 0);
+      assert.match(grid.accepted[0].info?.remoteAddress ?? "", /127\.0\.0\.1/);
+      await closeClient(client);
+    } finally {
+      await server.shutdown();
+    }
+  });
+
+  it("bunHandlers() upgrades the grid path without calling the app", onlyOn("bun"), async () => {
+    const { bunHandlers } = await import("../src/adapters/bun.ts");
+    type Handlers = ReturnType<typeof bunHandlers>;
+    const bun = (globalThis as unknown as {
+      Bun: {
+        serve(init: {
+          port: number;
+          hostname: string;
+          fetch: Handlers["fetch"];
+          websocket: Handlers["websocket"];
+        }): { port: number; stop(force?: boolean): Promise<void> };
+      };
+    }).Bun;
+    const grid = new EchoAcceptor();
+    const h = bunHandlers(grid);
+    let appCalls = 0;
+    const app = () => {
+      appCalls++;
+      return new Response("app");
+    };
+    const server = bun.serve({
+      port: 0,
+      hostname: HOST,
+      fetch: (req, srv) => h.fetch(req, srv) ?? app(),
+      websocket: h.websocket,
+    });
+    try {
+      const base = `${HOST}:${server.port}`;
+      assert.deepEqual(await get(`http://${base}/other`), { status: 200, body: "app" });
+      assert.equal((await get(`http://${base}${PATH}`)).status, 426);
+      appCalls = 0;
+      const client = await connect(`ws://${base}${PATH}`);
+      await echoOnce(client, [3, 4]);
+      assert.equal(appCalls, 0);
+      assert.match(grid.accepted[0].info?.remoteAddress ?? "", /127\.0\.0\.1/);
+      await closeClient(client);
+    } finally {
+      await server.stop(true);
+    }
+  });
+
+  it("attachNode() upgrades the grid path and leaves other paths to the app", onlyOn("node"), async () => {
+    const { attachNode } = await import("../src/adapters/node.ts");
+    const { createServer } = await import("node:http");
+    const grid = new EchoAcceptor();
+    const httpServer = createServer((_req, res) => res.end("app"));
+    const attached = attachNode(grid, httpServer);
+    await new Promise<void>((resolve) => httpServer.listen(0, HOST, resolve));
+    try {
+      const base = `${HOST}:${attached.port}`;
+      assert.deepEqual(await get(`http://${base}/other`), { status: 200, body: "app" });
+      const client = await connect(`ws://${base}${PATH}`);
+      await echoOnce(client, [5, 6]);
+      assert.match(grid.accepted[0].info?.remoteAddress ?? "", /127\.0\.0\.1/);
+
+      // With no other upgrade listener, an upgrade elsewhere is refused rather than left hanging.
+      await refused(`ws://${base}/other`);
+      // With one, the adapter leaves the upgrade to it.
+      const seen: string[] = [];
+      httpServer.on("upgrade", (req, socket) => {
+        seen.push(req.url ?? "");
+        socket.end("HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+      });
+      await refused(`ws://${base}/other`);
+      assert.deepEqual(seen, ["/other"]);
+
+      // close() detaches the grid and closes its sockets; the app's server stays up.
+      await attached.close();
+      const ev = await withTimeout(client.closed, "client close after detach");
+      assert.equal(ev.code, 1001);
+      assert.deepEqual(await get(`http://${base}/other`), { status: 200, body: "app" });
+    } finally {
+      await new Promise<void>((resolve) => {
+        httpServer.close(() => resolve());
+        httpServer.closeAllConnections();
+      });
+    }
+  });
+});
