@@ -130,7 +130,7 @@ const KEYWORDS_BEFORE_REGEX = new Set([
  * string, template and regular-expression literals replaced by spaces (template `${}`
  * expressions stay code); `imports` has only comments blanked.
  */
-export function views(source: string): { code: string; imports: string } {
+function views(source: string): { code: string; imports: string } {
   const code: string[] = [];
   const imports: string[] = [];
   const blank = (ch: string) => (ch === "\n" ? "\n" : " ");
@@ -273,7 +273,7 @@ export function views(source: string): { code: string; imports: string } {
 }
 
 /** Lints one file's text; `core` selects the web-standards rules. */
-export function lintSource(file: string, source: string, core: boolean): Finding[] {
+function lintSource(file: string, source: string, core: boolean): Finding[] {
   const { code, imports } = views(source);
   const lines = { code: code.split("\n"), imports: imports.split("\n") };
   const sourceLines = source.split("\n");

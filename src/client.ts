@@ -1,0 +1,194 @@
+/**
+ * `Client`: one outgoing connection to a grid node, for browsers and tools.
+ * It authenticates in-band with a read-only token (browsers cannot set
+ * WebSocket headers), reconnects with backoff, and can call only handlers
+ * registered `readOnly: true`. Web standards and msgpackr only.
+ *
+ * @example
+ * ```ts
+ * import { Client } from "wsgrid/client";
+ * const admin = new Client("ws://127.0.0.1:9000/grid/v1", { token: "read-only token" });
+ * const stats = await admin.request("grid.stats", undefined, { waitForConnect: true });
+ * await admin.close();
+ * ```
+ *
+ * @module
+ */
+import { Connection, type ConnectionOwner, type ConnectionSettings, type ConnectionState } from "./connection.ts";
+import { defineSingle, defineStream, type SingleDefinition, type StreamDefinition } from "./handlers/define.ts";
+import { HandlerRegistry } from "./handlers/registry.ts";
+import type { Hello, Welcome } from "./protocol/handshake.ts";
+import { DEFAULT_LIMITS } from "./protocol/limits.ts";
+import { PROTOCOL_VERSION } from "./protocol/ops.ts";
+import type { GridSocket } from "./socket.ts";
+import { HandlerStatsTable } from "./stats/handler_stats.ts";
+import type { CallOptions, ConnectionStats, Stream } from "./types.ts";
+
+/** Options of {@link Client}. */
+export interface ClientOptions {
+  /** A read-only token accepted by the node's `admin` options. */
+  token: string;
+  /**
+   * Default deadline of a request, ms.
+   * @default 60000
+   */
+  requestTimeout?: number;
+  /**
+   * Ping interval, ms; the connection is dropped after 2 missed pongs.
+   * @default 10000
+   */
+  pingInterval?: number;
+  /**
+   * Largest payload of one message, bytes.
+   * @default 4194304
+   */
+  maxMessageBytes?: number;
+  /**
+   * Reconnect backoff start and cap, ms.
+   * @default { base: 100, cap: 5000 }
+   */
+  backoff?: { base?: number; cap?: number };
+  /**
+   * Time to complete the handshake, ms.
+   * @default 10000
+   */
+  handshakeTimeout?: number;
+  /** Opens the socket; defaults to the global WebSocket. */
+  webSocket?: (url: string) => GridSocket;
+}
+
+function unknownDefinition(name: string): SingleDefinition<unknown, unknown> {
+  return defineSingle<unknown, unknown>(name);
+}
+
+/**
+ * A read-only client of one grid node. Same `request` / `newStream` signatures
+ * as a peer Connection; a handler name with a non-bytes payload is sent and
+ * answered as msgpack.
+ *
+ * Events: "connect", "disconnect" (`event.detail.host` is the URL).
+ *
+ * @example
+ * ```ts
+ * import { Client } from "wsgrid/client";
+ * const admin = new Client("wss://node-1.example:9000/grid/v1", { token: "read-only token" });
+ * const live = await admin.newStream("grid.watch", { intervalMs: 1000 }, { waitForConnect: true });
+ * for await (const stats of live.responses) console.log(stats.connections);
+ * ```
+ */
+export class Client extends EventTarget {
+  /** The node's grid URL. */
+  readonly url: string;
+  private readonly conn: Connection;
+  private readonly token: string;
+  private readonly factory: ((url: string) => GridSocket) | undefined;
+
+  constructor(url: string, options: ClientOptions) {
+    super();
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      throw new TypeError(`Cannot create Client: "${url}" is not a URL`);
+    }
+    if (u.protocol !== "ws:" && u.protocol !== "wss:") {
+      throw new TypeError(`Cannot create Client: "${url}" must be a ws:// or wss:// URL`);
+    }
+    if (typeof options?.token !== "string" || options.token.length === 0) {
+      throw new TypeError("Cannot create Client: option \"token\" must be a non-empty string");
+    }
+    this.url = url;
+    this.token = options.token;
+    this.factory = options.webSocket;
+    const settings: ConnectionSettings = {
+      requestTimeout: options.requestTimeout ?? DEFAULT_LIMITS.requestTimeout,
+      pingInterval: options.pingInterval ?? DEFAULT_LIMITS.pingInterval,
+      maxMessageBytes: options.maxMessageBytes ?? DEFAULT_LIMITS.maxMessageBytes,
+      handshakeTimeout: options.handshakeTimeout ?? DEFAULT_LIMITS.handshakeTimeout,
+      backoffBase: options.backoff?.base ?? DEFAULT_LIMITS.backoffBase,
+      backoffCap: options.backoff?.cap ?? DEFAULT_LIMITS.backoffCap,
+    };
+    const owner: ConnectionOwner = {
+      settings,
+      registry: new HandlerRegistry(),
+      handlerStats: new HandlerStatsTable(),
+      makeHello: (_remote: string, nonce: string): Promise<Hello> =>
+        Promise.resolve({ kind: "admin", v: PROTOCOL_VERSION, token: this.token, t: Date.now(), nonce }),
+      // A read-only client holds no secret, so the node cannot prove one; TLS authenticates the node.
+      checkWelcome: (_remote: string, w: Welcome) => Promise.resolve(w.ok),
+      openSocket: (target: string) => this.factory ? this.factory(target) : new WebSocket(target) as GridSocket,
+      notify: (type) => {
+        if (type !== "restart") this.dispatchEvent(new CustomEvent(type, { detail: { host: this.url } }));
+      },
+    };
+    this.conn = new Connection(owner, url, url, true);
+    this.conn.startDialing();
+  }
+
+  /** Current state of the connection. */
+  get state(): ConnectionState {
+    return this.conn.state;
+  }
+
+  /**
+   * Calls a read-only handler. Bytes go as they are; other payloads as msgpack.
+   *
+   * @example
+   * ```ts
+   * const stats = await admin.request("grid.stats", undefined);
+   * ```
+   */
+  request(handler: string, payload: Uint8Array, options?: CallOptions): Promise<Uint8Array>;
+  request<Req, Resp>(handler: SingleDefinition<Req, Resp>, payload: Req, options?: CallOptions): Promise<Resp>;
+  request(handler: string, payload: unknown, options?: CallOptions): Promise<unknown>;
+  request(handler: string | SingleDefinition<unknown, unknown>, payload: unknown, options?: CallOptions): Promise<unknown> {
+    if (typeof handler === "string") {
+      if (payload instanceof Uint8Array) return this.conn.request(handler, payload, options);
+      return this.conn.request(unknownDefinition(handler), payload, options);
+    }
+    return this.conn.request(handler, payload, options);
+  }
+
+  /**
+   * Opens a stream to a read-only stream handler. Bytes go as they are; other payloads as msgpack.
+   *
+   * @example
+   * ```ts
+   * const live = await admin.newStream("grid.watch", { intervalMs: 1000 });
+   * ```
+   */
+  newStream(handler: string, payload: Uint8Array, options?: CallOptions): Promise<Stream<Uint8Array, Uint8Array>>;
+  newStream<P, Req, Resp>(
+    handler: StreamDefinition<P, Req, Resp>,
+    payload: P,
+    options?: CallOptions,
+  ): Promise<Stream<Req, Resp>>;
+  newStream(handler: string, payload: unknown, options?: CallOptions): Promise<Stream<unknown, unknown>>;
+  newStream(
+    handler: string | StreamDefinition<unknown, unknown, unknown>,
+    payload: unknown,
+    options?: CallOptions,
+  ): Promise<Stream<unknown, unknown>> {
+    if (typeof handler === "string") {
+      if (payload instanceof Uint8Array) return this.conn.newStream(handler, payload, options);
+      return this.conn.newStream(defineStream<unknown, unknown, unknown>(handler), payload, options);
+    }
+    return this.conn.newStream(handler, payload, options);
+  }
+
+  /** Resolves once connected. */
+  waitForConnect(options?: { timeout?: number; signal?: AbortSignal }): Promise<void> {
+    return this.conn.waitForConnect(options);
+  }
+
+  /** Connection statistics. */
+  stats(): ConnectionStats {
+    return this.conn.stats();
+  }
+
+  /** Closes the client: rejects in-flight calls and stops reconnecting. */
+  close(): Promise<void> {
+    this.conn.close();
+    return Promise.resolve();
+  }
+}
