@@ -20,7 +20,7 @@ import { runGroup } from "./_process.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const BIN = path.join(ROOT, "node_modules", ".bin");
-const RESULTS_DIR = path.join(ROOT, ".tmp", "test-results");
+const RESULTS_DIR = path.join(ROOT, ".tmp", "test-results", String(process.pid));
 const RUNTIMES = ["deno", "bun", "node"];
 const DEFAULT_TIMEOUT_S = 15 * 60;
 /** Per-test timeout for Bun (`--timeout`) and Node (`--test-timeout`); Deno has none. */
@@ -49,7 +49,7 @@ const CHECKS = [
     cmd: "deno",
     args: () => [
       "check",
-      ...["mod.ts", "src", "tests", "scripts"].filter((p) => fs.existsSync(path.join(ROOT, p))),
+      ...["mod.ts", "src", "tests", "scripts", "examples"].filter((p) => fs.existsSync(path.join(ROOT, p))),
     ],
   },
 ];
@@ -71,7 +71,7 @@ Options:
   filter                    a test file, a directory, or a substring of a test file's path
 
 Env: WSGRID_NODE_CONCURRENCY (node --test-concurrency, default 1).
-JUnit reports are kept in .tmp/test-results/.`;
+JUnit reports are kept in .tmp/test-results/<pid>/.`;
 
 // ---------------------------------------------------------------------------------------------
 // Command line

@@ -11,6 +11,7 @@ import {
   GridError,
   PayloadTooLargeError,
   ProtocolError,
+  TimeoutError,
   UnauthorizedError,
 } from "./errors.ts";
 import type { SingleDefinition, StreamDefinition } from "./handlers/define.ts";
@@ -22,7 +23,7 @@ import { clampTimeout } from "./mux/wire.ts";
 import type { Message } from "./protocol/frame.ts";
 import { decodeWelcome, encodeHandshake, type Hello, randomId, type Welcome } from "./protocol/handshake.ts";
 import { OP_HELLO, OP_WELCOME } from "./protocol/ops.ts";
-import type { GridSocket } from "./socket.ts";
+import { type GridSocket, SOCKET_OPEN } from "./socket.ts";
 import type { HandlerStatsTable } from "./stats/handler_stats.ts";
 import type { CallOptions, Codec, ConnectionStats, Stream } from "./types.ts";
 import { raw } from "./handlers/codecs.ts";
@@ -258,11 +259,9 @@ export class Connection {
       const w: Waiter = { resolve: () => done(), reject: (e) => done(e) };
       this.waiters.add(w);
       timer = setTimeout(() => {
-        done(
-          new DisconnectedError(`Cannot call "${this.remote}": not connected within ${timeout} ms`, {
-            cause: this.lastError ?? undefined,
-          }),
-        );
+        // The wait is bounded by the call's deadline, so passing it is a timeout (API.md error table).
+        const last = this.lastError === null ? "" : ` (last error: ${this.lastError.message})`;
+        done(new TimeoutError(`Cannot call "${this.remote}": not connected within ${timeout} ms${last}`));
       }, timeout);
       signal?.addEventListener("abort", onAbort, { once: true });
     });
@@ -274,6 +273,15 @@ export class Connection {
 
   private closedError(): GridError {
     return new DisconnectedError(`Cannot call "${this.remote}": the grid is closed`);
+  }
+
+  /**
+   * @internal The accepting side refused this remote's hello (wrong secret): calls
+   * waiting for the connection fail now with `err` instead of at their deadline.
+   */
+  refused(err: GridError): void {
+    this.lastError = err;
+    for (const w of [...this.waiters]) w.reject(err);
   }
 
   /** @internal Starts the dial loop (dialing side only). */
@@ -316,6 +324,7 @@ export class Connection {
     const s = this.owner.settings;
     const socket = this.owner.openSocket(this.url);
     this.dialSocket = socket;
+    let closedWith: number | null = null;
     try {
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => {
@@ -332,6 +341,7 @@ export class Connection {
         });
         socket.addEventListener("close", (ev) => {
           clearTimeout(timer);
+          closedWith = ev.code;
           reject(new DisconnectedError(`Cannot connect to "${this.remote}": closed with code ${ev.code}`));
         });
         socket.addEventListener("error", () => {
@@ -342,6 +352,12 @@ export class Connection {
       if (this.isClosed()) throw this.closedError();
       const nonce = randomId();
       const hello = await this.owner.makeHello(this.remote, nonce);
+      // The acceptor may close right after the upgrade (1013 when busy) while the hello is
+      // being signed: that close event has fired already and would never reach the Link,
+      // leaving the dial to wait for the handshake timeout instead of backing off.
+      if (closedWith !== null || socket.readyState !== SOCKET_OPEN) {
+        throw new DisconnectedError(`Cannot connect to "${this.remote}": closed with code ${closedWith ?? "unknown"}`);
+      }
       const welcome = await new Promise<Welcome>((resolve, reject) => {
         const timer = setTimeout(() => {
           link.close(new ProtocolError(`Handshake with "${this.remote}" timed out`), 1002);
@@ -482,7 +498,8 @@ export class Connection {
     this.pendingLink?.close(err, 1001);
     if (this.dialSocket !== null) {
       try {
-        this.dialSocket.close(1001, "Grid closed");
+        // 1000: a WHATWG client WebSocket throws on 1001 and would stay open.
+        this.dialSocket.close(1000, "Grid closed");
       } catch {
         // Never opened; nothing to close.
       }

@@ -122,7 +122,13 @@ export class Link {
     try {
       this.socket.close(code, err.message.slice(0, 120));
     } catch {
-      // The socket is already gone; shutdown above has reported the error.
+      // A WHATWG client WebSocket (browsers, Node's and Deno's global) accepts only 1000 and
+      // 3000-4999 and throws on 1001/1002/1008: close with 1000 rather than leave it open.
+      try {
+        this.socket.close(1000);
+      } catch {
+        // The socket is already gone; shutdown above has reported the error.
+      }
     }
   }
 

@@ -7,7 +7,7 @@
  */
 import { Connection, type ConnectionOwner, type ConnectionSettings } from "./connection.ts";
 import { dialRuleCheck } from "./accept.ts";
-import { GridError, ProtocolError } from "./errors.ts";
+import { GridError, ProtocolError, UnauthorizedError } from "./errors.ts";
 import type { SingleDefinition, StreamDefinition } from "./handlers/define.ts";
 import { HandlerRegistry, RAW_STREAM_CODECS, type StreamEntry } from "./handlers/registry.ts";
 import { Link } from "./link.ts";
@@ -447,17 +447,20 @@ export class Manager extends EventTarget implements SocketAcceptor, ConnectionOw
     }
     const skew = Math.abs(Date.now() - hello.t);
     if (skew > DEFAULT_LIMITS.clockSkew) return this.refuse(link, "unauthorized", `hello is stale: clock differs by ${skew} ms`);
-    if (!this.rememberNonce(hello.nonce)) return this.refuse(link, "unauthorized", "hello was replayed");
-    if (hello.kind === "admin") return this.acceptAdmin(link, hello.token);
+    // Nonces are remembered only once the hello is authenticated, so unauthenticated hellos
+    // can neither burn a genuine hello's nonce nor fill the replay table (which refuses
+    // everything when full).
+    if (hello.kind === "admin") return this.acceptAdmin(link, hello.token, hello.nonce);
     const conn = this.connections.get(hello.from);
     if (conn === undefined) return this.refuse(link, "unauthorized", `host "${hello.from}" is not in this grid`);
     if (hello.to !== this.local) return this.refuse(link, "unauthorized", `hello is addressed to "${hello.to}", this is "${this.local}"`);
     const key = await this.key;
     if (!(await verify(key, helloSigningText(hello), hello.mac))) {
       const err = "hello is not signed with this grid's secret";
-      conn.lastError = new GridError("unauthorized", `Handshake from "${hello.from}" refused: ${err}`);
+      conn.refused(new UnauthorizedError(`Handshake from "${hello.from}" refused: ${err}`));
       return this.refuse(link, "unauthorized", err);
     }
+    if (!this.rememberNonce(hello.nonce)) return this.refuse(link, "unauthorized", "hello was replayed");
     const rule = dialRuleCheck(hello.from, this.local);
     if (rule !== null) return this.refuse(link, "protocol", rule);
     if (link.closed || this.closed) return;
@@ -468,7 +471,7 @@ export class Manager extends EventTarget implements SocketAcceptor, ConnectionOw
     conn.adopt(link, hello.id);
   }
 
-  private async acceptAdmin(link: Link, token: string): Promise<void> {
+  private async acceptAdmin(link: Link, token: string, nonce: string): Promise<void> {
     const admin = this.admin;
     let ok = false;
     if (admin !== undefined) {
@@ -482,6 +485,7 @@ export class Manager extends EventTarget implements SocketAcceptor, ConnectionOw
       }
     }
     if (!ok) return this.refuse(link, "unauthorized", "admin token is not valid");
+    if (!this.rememberNonce(nonce)) return this.refuse(link, "unauthorized", "hello was replayed");
     if (this.adminConnections.size >= (admin!.maxConnections ?? 16)) {
       return this.refuse(link, "unauthorized", "too many admin connections");
     }

@@ -8,6 +8,7 @@
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { createServer } from "node:net";
+import { cpus } from "node:os";
 import process from "node:process";
 
 /** A runtime the benchmark runs scripts under. */
@@ -186,4 +187,34 @@ export async function firstLine(bin: string, args: string[]): Promise<string> {
   });
   clearTimeout(timer);
   return ok ? out.trim().split("\n")[0] : "unknown";
+}
+
+/** Fraction (0..1) of all CPUs busy during a `sampleMs` window. */
+export async function cpuBusy(sampleMs: number): Promise<number> {
+  const sum = (): { busy: number; total: number } => {
+    let busy = 0;
+    let total = 0;
+    for (const { times: t } of cpus()) {
+      busy += t.user + t.nice + t.sys + t.irq;
+      total += t.user + t.nice + t.sys + t.irq + t.idle;
+    }
+    return { busy, total };
+  };
+  const a = sum();
+  await new Promise((r) => setTimeout(r, sampleMs));
+  const b = sum();
+  return b.total > a.total ? (b.busy - a.busy) / (b.total - a.total) : 0;
+}
+
+/**
+ * Waits (at most `maxWaitMs`) until the machine is quiet, i.e. other programs
+ * keep less than `threshold` of the CPUs busy, so a run is not measured while
+ * something else (a test suite, say) competes for the cores. Returns the last
+ * busy fraction seen, which is recorded with the run.
+ */
+export async function waitQuiet(threshold: number, maxWaitMs: number): Promise<number> {
+  const until = performance.now() + maxWaitMs;
+  let busy = await cpuBusy(200);
+  while (busy >= threshold && performance.now() < until) busy = await cpuBusy(500);
+  return Math.round(busy * 100) / 100;
 }

@@ -21,9 +21,12 @@ export interface CaseParams {
   warmup: number;
   /** Payload bytes per message. */
   size: number;
-  /** Free loopback ports reserved for this run (`ports` of the descriptor). */
+  /** Free loopback ports reserved for this run (`ports` of the descriptor, after `arrange`). */
   ports: number[];
 }
+
+/** Which process of a wsgrid pair opens the socket. */
+export type Dialer = "client" | "server" | "any";
 
 /** One benchmark case. */
 export interface BenchCase {
@@ -35,6 +38,8 @@ export interface BenchCase {
   baseline?: string;
   /** How many free loopback ports to reserve before starting. */
   ports: number;
+  /** Reorders the reserved ports (say, so that a given side dials). */
+  arrange?(ports: number[], dialer: Dialer): Promise<number[]>;
   /** Why the case cannot run here, or undefined when it can. `root` is the repo root. */
   skip(root: string): string | undefined;
   server(p: CaseParams): ProcSpec;
@@ -69,8 +74,19 @@ export const wsgridCase: BenchCase = {
   description: "wsgrid conn.request(\"echo\") between two Manager processes",
   baseline: "raw",
   ports: 2,
+  // The dialing side uses the runtime's global WebSocket, the other side the
+  // server adapter. The raw baseline's client dials, so by default the ports
+  // are ordered so that the measuring process dials too; otherwise the side
+  // would follow the port numbers and change from run to run.
+  async arrange(ports, dialer) {
+    if (dialer === "any") return ports;
+    const { shouldDial } = await import("../../src/dial_rule.ts");
+    const [server, client] = ports.map((p) => `ws://127.0.0.1:${p}`);
+    const clientDials = shouldDial(client, server);
+    return clientDials === (dialer === "client") ? ports : [ports[1], ports[0]];
+  },
   skip(root) {
-    for (const f of ["src/manager.ts", "src/adapters/serve.ts"]) {
+    for (const f of ["src/manager.ts", "src/adapters/serve.ts", "src/dial_rule.ts"]) {
       if (!existsSync(join(root, f))) return `${f} does not exist yet`;
     }
     return undefined;

@@ -71,7 +71,10 @@ if (role === "serve") {
       }
     };
     const result = await runLoad(echo, { concurrency, durationMs, warmupMs });
-    process.stdout.write(JSON.stringify(result) + "\n");
+    // Messages per frame on this side shows how much the writer batched.
+    const c = grid.stats().connections[peer];
+    const batching = c ? { messagesOut: c.messagesOut, framesOut: c.framesOut } : {};
+    process.stdout.write(JSON.stringify({ ...result, ...batching }) + "\n");
     await Promise.race([shutdown(), new Promise((r) => setTimeout(r, 2000))]);
     process.exit(0);
   } catch (err) {

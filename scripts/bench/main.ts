@@ -21,7 +21,10 @@
  *
  * Flags: `--runtimes deno,bun,node`, `--cases raw,wsgrid`, `--concurrency 1,64`,
  * `--rounds 5`, `--duration 1.5` (s), `--warmup 0.5` (s), `--size 64`, `--quick`,
- * `--pin split|same|none`, `--out .bench/results.json`.
+ * `--pin split|same|none`, `--dialer client|server|any` (which wsgrid process opens the
+ * socket; `client`, like the raw baseline, by default), `--quiet-below 0.2` and `--quiet-wait 10` (s; each run
+ * first waits up to that long for other programs to leave the CPUs below 20 %
+ * busy; `--quiet-budget 40` s bounds all such waiting), `--out .bench/results.json`.
  *
  * @module
  */
@@ -32,8 +35,19 @@ import { dirname, join, resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { numberFlag, parseFlags, type LoadResult } from "./_load.ts";
-import { type Child, firstLine, freePorts, killAll, type Runtime, start, stop, waitJson, waitReady } from "./_proc.ts";
-import { type BenchCase, CASES } from "./cases.ts";
+import {
+  type Child,
+  firstLine,
+  freePorts,
+  killAll,
+  type Runtime,
+  start,
+  stop,
+  waitJson,
+  waitQuiet,
+  waitReady,
+} from "./_proc.ts";
+import { type BenchCase, CASES, type Dialer } from "./cases.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const BIN = join(ROOT, "node_modules/.bin");
@@ -49,6 +63,8 @@ interface Run {
   runtime: string;
   case: string;
   concurrency: number;
+  /** Fraction of all CPUs busy just before the run (other programs). */
+  busyBefore?: number;
   result?: LoadResult;
   error?: string;
 }
@@ -63,7 +79,10 @@ interface Row {
   p99: number | null;
   rpsMin: number | null;
   rpsMax: number | null;
+  /** Median rps over median rps of the baseline case. */
   ratio: number | null;
+  /** Median of the per-round ratios (each run over the baseline run just before it). */
+  pairedRatio: number | null;
   note?: string;
 }
 
@@ -82,6 +101,13 @@ if (!["split", "same", "none"].includes(pin)) throw new TypeError(`Cannot run: -
 if (pin !== "none" && !canPin) throw new TypeError(`Cannot pin: taskset or a second CPU is missing`);
 const serverCpu = pin === "none" ? undefined : 0;
 const clientCpu = pin === "none" ? undefined : pin === "same" ? 0 : 1;
+const dialer = (flags.get("dialer") ?? "client") as Dialer;
+if (!["client", "server", "any"].includes(dialer)) throw new TypeError(`Cannot run: --dialer must be client, server or any, got "${dialer}"`);
+/** Runs start once other programs keep less than this fraction of the CPUs busy (waiting up to quietWaitMs). */
+const quietBelow = numberFlag(flags, "quiet-below", 0.2);
+const quietWaitMs = numberFlag(flags, "quiet-wait", quick ? 2 : 10) * 1000;
+/** All waiting for quiet together is bounded, so a busy machine cannot stretch the bench unboundedly. */
+let quietBudgetMs = numberFlag(flags, "quiet-budget", quick ? 10 : 40) * 1000;
 const outPath = resolve(ROOT, flags.get("out") ?? ".bench/results.json");
 
 for (const r of runtimeNames) {
@@ -103,7 +129,9 @@ const broken = new Map<string, string>();
 const log = (s: string): void => void process.stderr.write(s + "\n");
 
 async function measure(rt: Runtime, c: BenchCase, concurrency: number): Promise<LoadResult> {
-  const params = { concurrency, duration, warmup, size, ports: await freePorts(c.ports) };
+  const reserved = await freePorts(c.ports);
+  const ports = c.arrange ? await c.arrange(reserved, dialer) : reserved;
+  const params = { concurrency, duration, warmup, size, ports };
   let server: Child | undefined;
   let client: Child | undefined;
   try {
@@ -131,7 +159,7 @@ async function main(): Promise<void> {
   };
   console.log(`machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memGiB} GiB, ${machine.os}, load ${machine.loadavg.join(" ")}`);
   for (const rt of runtimes) console.log(`${rt.name.padEnd(5)}: ${versions[rt.name]}`);
-  console.log(`settings: rounds ${rounds}, duration ${duration} s, warm-up ${warmup} s, payload ${size} B, concurrency ${concurrencies.join(",")}, pin ${pin}`);
+  console.log(`settings: rounds ${rounds}, duration ${duration} s, warm-up ${warmup} s, payload ${size} B, concurrency ${concurrencies.join(",")}, pin ${pin}, wsgrid dialer ${dialer}`);
   for (const [name, why] of skipped) console.log(`skipping case "${name}": ${why}`);
 
   const runs: Run[] = [];
@@ -151,9 +179,13 @@ async function main(): Promise<void> {
             continue;
           }
           try {
+            const w0 = performance.now();
+            run.busyBefore = await waitQuiet(quietBelow, Math.min(quietWaitMs, quietBudgetMs));
+            quietBudgetMs = Math.max(0, quietBudgetMs - (performance.now() - w0));
             run.result = await measure(rt, c, concurrency);
             const r = run.result;
-            log(`${label} ${fmtInt(r.rps).padStart(8)} rps  p50 ${r.p50} ms  p99 ${r.p99} ms  (${elapsed(t0)})`);
+            const busy = run.busyBefore >= quietBelow ? `  [machine busy ${Math.round(run.busyBefore * 100)}% before]` : "";
+            log(`${label} ${fmtInt(r.rps).padStart(8)} rps  p50 ${r.p50} ms  p99 ${r.p99} ms  (${elapsed(t0)})${busy}`);
           } catch (err) {
             run.error = (err as Error).message;
             broken.set(key, run.error);
@@ -174,7 +206,7 @@ async function main(): Promise<void> {
         date: new Date().toISOString(),
         machine,
         versions,
-        settings: { rounds, duration, warmup, size, concurrencies, pin },
+        settings: { rounds, duration, warmup, size, concurrencies, pin, dialer, quietBelow, quietWaitMs },
         cases: cases.map((c) => ({ name: c.name, description: c.description, baseline: c.baseline ?? null, skipped: skipped.get(c.name) ?? null })),
         rows,
         runs,
@@ -197,6 +229,7 @@ function summarize(runs: Run[], runtimes: Runtime[], all: readonly BenchCase[]):
         const rps = median(ok.map((r) => r.rps));
         medians.set(c.name, rps);
         const base = c.baseline ? medians.get(c.baseline) : undefined;
+        const pairs = c.baseline ? pairedRatios(runs, rt.name, concurrency, c.baseline, c.name) : [];
         rows.push({
           runtime: rt.name,
           case: c.name,
@@ -207,7 +240,8 @@ function summarize(runs: Run[], runtimes: Runtime[], all: readonly BenchCase[]):
           p99: median(ok.map((r) => r.p99)),
           rpsMin: ok.length ? Math.min(...ok.map((r) => r.rps)) : null,
           rpsMax: ok.length ? Math.max(...ok.map((r) => r.rps)) : null,
-          ratio: rps !== null && base ? Math.round((rps / base) * 1000) / 1000 : null,
+          ratio: rps !== null && base ? round3(rps / base) : null,
+          pairedRatio: pairs.length ? round3(median(pairs) ?? NaN) : null,
           note: skipped.get(c.name) ? "skipped" : ok.length < mine.length ? "failed" : undefined,
         });
       }
@@ -235,6 +269,22 @@ function printTable(rows: Row[]): void {
   console.log(line(head));
   console.log("|" + widths.map((w, i) => (i < 2 ? "-".repeat(w + 2) : "-".repeat(w + 1) + ":")).join("|") + "|");
   for (const b of body) console.log(line(b));
+}
+
+function pairedRatios(runs: Run[], runtime: string, concurrency: number, base: string, name: string): number[] {
+  const ratios: number[] = [];
+  for (const r of runs) {
+    if (r.runtime !== runtime || r.concurrency !== concurrency || r.case !== name || !r.result) continue;
+    const b = runs.find((x) =>
+      x.runtime === runtime && x.concurrency === concurrency && x.case === base && x.round === r.round
+    );
+    if (b?.result) ratios.push(r.result.rps / b.result.rps);
+  }
+  return ratios;
+}
+
+function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
 }
 
 function median(xs: number[]): number | null {

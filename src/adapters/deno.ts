@@ -61,7 +61,7 @@ interface DenoServeInit {
 /** The slice of the `Deno` namespace used here, declared locally so no runtime types are needed. */
 interface DenoNamespace {
   serve(init: DenoServeInit): DenoHttpServer;
-  upgradeWebSocket(req: Request): { socket: WebSocket; response: Response };
+  upgradeWebSocket(req: Request, options?: { idleTimeout?: number }): { socket: WebSocket; response: Response };
 }
 
 function denoNamespace(): DenoNamespace {
@@ -113,7 +113,10 @@ export function denoHandler(grid: SocketAcceptor): DenoGridHandler {
     const remoteAddress = info?.remoteAddr.hostname;
     let upgraded: { socket: WebSocket; response: Response };
     try {
-      upgraded = denoNamespace().upgradeWebSocket(req);
+      // idleTimeout 0: the grid pings on its own, and Deno's idle timer outlives a socket
+      // whose peer vanished without a close frame, keeping the process alive after close()
+      // for up to the timeout (30 s by default; cf. denoland/deno#22622).
+      upgraded = denoNamespace().upgradeWebSocket(req, { idleTimeout: 0 });
     } catch (err) {
       return new Response(`Cannot upgrade to WebSocket: ${(err as Error).message}\n`, { status: 400 });
     }

@@ -16,7 +16,11 @@ import type { Codec } from "../types.ts";
  * ```
  */
 export const raw: Codec<Uint8Array> = {
-  encode: (v) => v,
+  encode: (v) => {
+    // Checked here because a frame would silently carry garbage for anything else.
+    if (!(v instanceof Uint8Array)) throw new TypeError(`Cannot encode raw message: expected Uint8Array, got ${typeof v}`);
+    return v;
+  },
   decode: (b) => b,
 };
 

@@ -4,22 +4,24 @@
  * MinIO moved dsync's lock arguments off a line-scanned text format because
  * scanning was ~5× slower than a binary one; wsgrid ships a binary format from
  * the start. Two candidates were built and measured with
- * `scripts/bench/lockargs.ts` (encode + decode round trip, one resource,
- * ~170 bytes):
+ * `scripts/bench/lockargs.ts`: encode + decode round trip, ns per message, as
+ * Deno 2.9 / Bun 1.4 / Node 24, each the range of the medians of two runs on a
+ * shared 2-core machine:
  *
- * | codec                      | Deno 2.9 | Bun 1.4 | Node 24 |
- * | -------------------------- | -------- | ------- | ------- |
- * | binary (this format)       | ~0.6 µs  | ~0.5 µs | ~0.3 µs |
- * | msgpackr, array of 6 items | ~0.8 µs  | ~0.8 µs | ~0.8 µs |
+ * | codec                      | 1 resource (~170 B)             | 16 resources (~740 B)             |
+ * | -------------------------- | ------------------------------- | --------------------------------- |
+ * | binary (this format)       | 470–625 / 525–825 / 370–480     | 850–1350 / 815–1085 / 870–1060    |
+ * | msgpackr, array of 6 items | 870–1215 / 755–1140 / 1065–1125 | 2100–4020 / 1805–2705 / 3410–3460 |
  *
- * The binary format wins on every runtime (and by ~2× at 16 resources) and is
- * {@link lockArgsCodec}. Why it is fast: all lengths come first, then every
- * string back to back, so one `TextEncoder.encodeInto` writes and one
- * `TextDecoder.decode` reads all the text of a message — on V8 each native
- * call costs ~50–200 ns, so one per message instead of one per string is most
- * of the gain. The output is a view on a pooled slab (see `_byte_pool.ts`),
- * because a fresh small `Uint8Array` costs ~340 ns on V8. msgpackr does not
- * validate UTF-8; this format does.
+ * The binary format wins on every runtime and shape (msgpackr had its native
+ * string extraction on) and is {@link lockArgsCodec}; the msgpackr candidate
+ * is kept in `lock_args_msgpack.ts`. Why it is fast: all
+ * lengths come first, then every string back to back, so one
+ * `TextEncoder.encodeInto` writes and one `TextDecoder.decode` reads all the
+ * text of a message — each native call costs ~50–150 ns on V8, so one per
+ * message instead of one per string is most of the gain. The output is a view
+ * on a pooled slab (see `_byte_pool.ts`), because a fresh small `Uint8Array`
+ * costs ~340 ns on V8. Unlike msgpackr it also validates UTF-8.
  *
  * Layout, version 1 (varint = unsigned LEB128, minimal, at most 4 bytes):
  *
@@ -32,14 +34,13 @@
  * ```
  *
  * Decoding is total: any byte string either decodes to a `LockArgs` whose
- * re-encoding is the same bytes, or raises {@link ProtocolError}.
+ * re-encoding is the same bytes, or raises `ProtocolError`.
  *
  * @module
  */
 
-import { Packr } from "msgpackr";
-import { ProtocolError } from "../errors.ts";
 import { giveBackBytes, takeBytes } from "./_byte_pool.ts";
+import { checkEncodeFields, checkEncodeString, decodeError, utf8Length } from "./_lock_args_check.ts";
 
 /**
  * The argument of every lock call (dsync's `LockArgs`).
@@ -105,7 +106,8 @@ export interface LockArgsLimits {
  * ```ts
  * import { decodeLockArgs, LOCK_ARGS_LIMITS } from "wsgrid/locks";
  * const strict = { ...LOCK_ARGS_LIMITS, maxResources: 100 };
- * decodeLockArgs(bytes, strict);
+ * const onWire = new Uint8Array([1, 1, 0, 0, 2, 0, 0x75]);
+ * decodeLockArgs(onWire, strict); // { uid: "u", resources: [], source: "", owner: "", quorum: 2 }
  * ```
  */
 export const LOCK_ARGS_LIMITS: LockArgsLimits = Object.freeze({
@@ -120,7 +122,8 @@ export const LOCK_ARGS_LIMITS: LockArgsLimits = Object.freeze({
  * @example
  * ```ts
  * import { LOCK_ARGS_VERSION, lockArgsCodec } from "wsgrid/locks";
- * console.log(lockArgsCodec.encode(args)[0] === LOCK_ARGS_VERSION); // true
+ * const bytes = lockArgsCodec.encode({ uid: "u", resources: [], source: "", owner: "", quorum: 1 });
+ * console.log(bytes[0] === LOCK_ARGS_VERSION); // true
  * ```
  */
 export const LOCK_ARGS_VERSION = 1;
@@ -132,6 +135,7 @@ export const LOCK_ARGS_VERSION = 1;
  * ```ts
  * import { type LockArgsCodec, lockArgsCodec } from "wsgrid/locks";
  * const codec: LockArgsCodec = lockArgsCodec;
+ * codec.decode(codec.encode({ uid: "u", resources: ["r"], source: "", owner: "n", quorum: 1 }));
  * ```
  */
 export interface LockArgsCodec {
@@ -204,7 +208,9 @@ function encodeWithNonAscii(args: LockArgs, limits: LockArgsLimits): Uint8Array 
     const length = utf8Length(s);
     if (length > limits.maxStringBytes) {
       throw new RangeError(
-        `Cannot encode LockArgs: ${fieldName(i)} is ${length} UTF-8 bytes, more than maxStringBytes ${limits.maxStringBytes}`,
+        `Cannot encode LockArgs: ${
+          fieldName(i)
+        } is ${length} UTF-8 bytes, more than maxStringBytes ${limits.maxStringBytes}`,
       );
     }
     return length;
@@ -335,10 +341,6 @@ function decodeUtf8(bytes: Uint8Array, start: number, end: number, what: string)
   }
 }
 
-function decodeError(detail: string, cause?: unknown): ProtocolError {
-  return new ProtocolError(`Cannot decode LockArgs: ${detail}`, cause === undefined ? undefined : { cause });
-}
-
 function varintSize(value: number): number {
   return value < 0x80 ? 1 : value < 0x4000 ? 2 : value < 0x200000 ? 3 : 4;
 }
@@ -352,151 +354,8 @@ function writeVarint(out: Uint8Array, at: number, value: number): number {
   return at;
 }
 
-/**
- * UTF-8 length of `s` as `TextEncoder` writes it (a lone surrogate becomes
- * U+FFFD, 3 bytes).
- */
-export function utf8Length(s: string): number {
-  let length = s.length;
-  for (let i = 0; i < s.length; i++) {
-    const unit = s.charCodeAt(i);
-    if (unit < 0x80) continue;
-    if (unit < 0x800) {
-      length += 1;
-    } else if (unit >= 0xd800 && unit <= 0xdbff && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
-      length += 2; // a pair: 2 units, 4 bytes
-      i++;
-    } else {
-      length += 2;
-    }
-  }
-  return length;
-}
-
-/** UTF-8 is never shorter than UTF-16 units, and at most 3 bytes per unit. */
-function utf8Exceeds(s: string, max: number): boolean {
-  return s.length > max || (s.length * 3 > max && utf8Length(s) > max);
-}
-
 function fieldName(index: number): string {
   return index === 0 ? "uid" : index === 1 ? "source" : index === 2 ? "owner" : `resource ${index - 3}`;
-}
-
-function checkEncodeFields(
-  uid: unknown,
-  source: unknown,
-  owner: unknown,
-  resources: unknown,
-  quorum: unknown,
-  limits: LockArgsLimits,
-): asserts resources is unknown[] {
-  checkEncodeString(uid, "uid", limits);
-  checkEncodeString(source, "source", limits);
-  checkEncodeString(owner, "owner", limits);
-  if (!Array.isArray(resources)) {
-    throw new TypeError(`Cannot encode LockArgs: resources must be an array, got ${typeName(resources)}`);
-  }
-  if (resources.length > limits.maxResources) {
-    throw new RangeError(
-      `Cannot encode LockArgs: ${resources.length} resources exceed maxResources ${limits.maxResources}`,
-    );
-  }
-  if (typeof quorum !== "number" || !Number.isInteger(quorum) || quorum < 0 || quorum > limits.maxQuorum) {
-    throw new RangeError(
-      `Cannot encode LockArgs: quorum ${String(quorum)} is not an integer from 0 to ${limits.maxQuorum}`,
-    );
-  }
-}
-
-function checkEncodeString(value: unknown, what: string, limits: LockArgsLimits): asserts value is string {
-  if (typeof value !== "string") {
-    throw new TypeError(`Cannot encode LockArgs: ${what} must be a string, got ${typeName(value)}`);
-  }
-  if (utf8Exceeds(value, limits.maxStringBytes)) {
-    throw new RangeError(
-      `Cannot encode LockArgs: ${what} is ${utf8Length(value)} UTF-8 bytes, more than maxStringBytes ${limits.maxStringBytes}`,
-    );
-  }
-}
-
-function typeName(value: unknown): string {
-  return value === null ? "null" : Array.isArray(value) ? "array" : typeof value;
-}
-
-// --- The other candidate: msgpackr, an array of 6 items -------------------
-
-const packr = new Packr({ useRecords: false, mapsAsObjects: true });
-
-/**
- * Encodes `args` with msgpackr as `[version, uid, resources, source, owner,
- * quorum]` — the candidate that lost to {@link encodeLockArgs}; kept for the
- * benchmark and for peers that prefer MessagePack.
- *
- * @param args the value to encode
- * @param limits the limits to enforce
- * @returns the encoded bytes
- * @throws {TypeError} when a field has the wrong type
- * @throws {RangeError} when a string, the resource count or the quorum breaks `limits`
- * @example
- * ```ts
- * import { encodeLockArgsMsgpack } from "wsgrid/locks";
- * const bytes = encodeLockArgsMsgpack({ uid: "u1", resources: ["a"], source: "", owner: "n1", quorum: 2 });
- * ```
- */
-export function encodeLockArgsMsgpack(args: LockArgs, limits: LockArgsLimits = LOCK_ARGS_LIMITS): Uint8Array {
-  const { uid, source, owner, resources, quorum } = args;
-  checkEncodeFields(uid, source, owner, resources, quorum, limits);
-  for (const resource of resources) checkEncodeString(resource, "resource", limits);
-  return packr.pack([LOCK_ARGS_VERSION, uid, resources, source, owner, quorum]);
-}
-
-/**
- * Decodes what {@link encodeLockArgsMsgpack} wrote. Strings are not checked
- * for valid UTF-8 (msgpackr replaces bad sequences).
- *
- * @param bytes the encoded message
- * @param limits the limits to enforce
- * @returns the decoded value
- * @throws {ProtocolError} (`code` `"protocol"`) when `bytes` is not a valid message
- * @example
- * ```ts
- * import { decodeLockArgsMsgpack, encodeLockArgsMsgpack } from "wsgrid/locks";
- * const args = decodeLockArgsMsgpack(encodeLockArgsMsgpack({ uid: "u1", resources: [], source: "", owner: "n1", quorum: 1 }));
- * ```
- */
-export function decodeLockArgsMsgpack(bytes: Uint8Array, limits: LockArgsLimits = LOCK_ARGS_LIMITS): LockArgs {
-  let value: unknown;
-  try {
-    value = packr.unpack(bytes);
-  } catch (cause) {
-    throw decodeError(`malformed MessagePack (${cause instanceof Error ? cause.message : String(cause)})`, cause);
-  }
-  if (!Array.isArray(value) || value.length !== 6) throw decodeError("expected an array of 6 items");
-  if (value[0] !== LOCK_ARGS_VERSION) {
-    throw decodeError(`unsupported version ${String(value[0])} (this build reads version ${LOCK_ARGS_VERSION})`);
-  }
-  const [, uid, resources, source, owner, quorum] = value;
-  const max = limits.maxStringBytes;
-  checkDecodedString(uid, "uid", max);
-  checkDecodedString(source, "source", max);
-  checkDecodedString(owner, "owner", max);
-  if (!Array.isArray(resources)) throw decodeError(`resources is ${typeName(resources)}, not an array`);
-  if (resources.length > limits.maxResources) {
-    throw decodeError(`resource count ${resources.length} exceeds maxResources ${limits.maxResources}`);
-  }
-  for (const resource of resources) checkDecodedString(resource, "resource", max);
-  if (typeof quorum !== "number" || !Number.isInteger(quorum)) {
-    throw decodeError(`quorum ${String(quorum)} is not an integer`);
-  }
-  if (quorum < 0 || quorum > limits.maxQuorum) {
-    throw decodeError(`quorum ${quorum} is outside 0 to maxQuorum ${limits.maxQuorum}`);
-  }
-  return { uid, resources, source, owner, quorum };
-}
-
-function checkDecodedString(value: unknown, what: string, max: number): asserts value is string {
-  if (typeof value !== "string") throw decodeError(`${what} is ${typeName(value)}, not a string`);
-  if (utf8Exceeds(value, max)) throw decodeError(`${what} is ${utf8Length(value)} UTF-8 bytes, more than maxStringBytes ${max}`);
 }
 
 /**
@@ -512,20 +371,6 @@ function checkDecodedString(value: unknown, what: string, max: number): asserts 
 export const binaryLockArgsCodec: LockArgsCodec = {
   encode: (value) => encodeLockArgs(value),
   decode: (bytes) => decodeLockArgs(bytes),
-};
-
-/**
- * The msgpackr codec ({@link encodeLockArgsMsgpack} / {@link decodeLockArgsMsgpack}) with the default limits.
- *
- * @example
- * ```ts
- * import { msgpackLockArgsCodec } from "wsgrid/locks";
- * const bytes = msgpackLockArgsCodec.encode({ uid: "u", resources: ["r"], source: "", owner: "", quorum: 1 });
- * ```
- */
-export const msgpackLockArgsCodec: LockArgsCodec = {
-  encode: (value) => encodeLockArgsMsgpack(value),
-  decode: (bytes) => decodeLockArgsMsgpack(bytes),
 };
 
 /**

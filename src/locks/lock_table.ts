@@ -120,7 +120,11 @@ export class LockTable {
   private expired = 0;
   private forceUnlocked = 0;
 
-  /** @param options clock injection */
+  /**
+   * Makes an empty table.
+   *
+   * @param options clock injection
+   */
   constructor(options: LockTableOptions = {}) {
     this.now = options.now ?? (() => performance.now());
   }
@@ -352,6 +356,7 @@ export class LockTable {
     return list;
   }
 
+  /** Releases the write (or read) locks of the uid and owner on the resources. */
   private release(args: LockArgs, writer: boolean): boolean {
     let released = false;
     for (const resource of args.resources) {
@@ -367,6 +372,7 @@ export class LockTable {
     return released;
   }
 
+  /** Records a new lock of `args.uid` on `resource`; the caller puts it on the resource. */
   private addEntry(args: LockArgs, resource: string, writer: boolean): LockEntry {
     const now = this.now();
     const entry: LockEntry = {
@@ -397,6 +403,7 @@ export class LockTable {
     if (locks.entries.size === 0) this.byUid.delete(entry.uid);
   }
 
+  /** Takes `entry` off its resource. */
   private removeFromResource(entry: LockEntry): void {
     const held = this.byResource.get(entry.resource);
     if (held === undefined) return;
@@ -405,11 +412,13 @@ export class LockTable {
     else this.byResource.set(entry.resource, rest);
   }
 
+  /** Counts a granted request. */
   private grant(): true {
     this.granted++;
     return true;
   }
 
+  /** Counts a refused request. */
   private refuse(): false {
     this.refused++;
     return false;

@@ -38,6 +38,8 @@ class ServedRequest implements CallContext {
   private reason: unknown = undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
   done = false;
+  /** The deadline passed while the handler ran (its signal aborted with a TimeoutError). */
+  expired = false;
 
   constructor(id: number, m: Message, remote: string, link: Link) {
     this.id = id;
@@ -57,6 +59,7 @@ class ServedRequest implements CallContext {
       else if (this.deadline !== undefined && !this.done) {
         const ms = Math.max(0, this.deadline - Date.now());
         this.timer = setTimeout(() => {
+          this.expired = true;
           this.abort(new TimeoutError(`Call "${this.name}" from "${this.remote}" passed its deadline`));
         }, ms);
       }
@@ -189,6 +192,13 @@ export class MuxCallee {
         return;
       }
       link.send({ op: OP_RESPONSE, flags: 0, mux: call.id, seq: 0, deadline: 0, route: null, payload });
+      return;
+    }
+    if (call.expired) {
+      // The handler failed because its deadline passed (typically by throwing its signal's
+      // reason): that is a timeout of this call, not a handler error. The caller usually timed
+      // out already, but its timer and ours race.
+      link.send(errorMessage(call.id, "timeout", `Call "${call.name}" from "${this.host.remote}" passed its deadline`));
       return;
     }
     const d = describe(value);

@@ -38,7 +38,8 @@ export interface OutMessage {
 }
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM keeps a leading U+FEFF in a route: stripping it would map "\uFEFFx" onto handler "x".
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const EMPTY = new Uint8Array(0);
 const routeCache = new Map<string, Uint8Array>();
 const ROUTE_CACHE_MAX = 4096;

@@ -114,8 +114,15 @@ export function decodeWelcome(bytes: Uint8Array): Welcome {
 
 const encoder = new TextEncoder();
 
+/**
+ * A WebCrypto key. Spelled through the `crypto` global rather than `CryptoKey` so the
+ * published `.d.ts` files type-check without the DOM lib: Node's types declare `CryptoKey`
+ * as a value only.
+ */
+export type HmacKey = Awaited<ReturnType<typeof crypto.subtle.importKey>>;
+
 /** An HMAC-SHA256 key made from the cluster secret (WebCrypto). */
-export function importSecret(secret: string): Promise<CryptoKey> {
+export function importSecret(secret: string): Promise<HmacKey> {
   return crypto.subtle.importKey("raw", encoder.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, [
     "sign",
     "verify",
@@ -147,12 +154,12 @@ export function welcomeSigningText(w: Omit<Welcome, "mac">, nonce: string): stri
 }
 
 /** Signs text with the key; hex string. */
-export async function sign(key: CryptoKey, text: string): Promise<string> {
+export async function sign(key: HmacKey, text: string): Promise<string> {
   return toHex(await crypto.subtle.sign("HMAC", key, encoder.encode(text)));
 }
 
 /** Verifies a hex MAC in constant time (WebCrypto verify). */
-export async function verify(key: CryptoKey, text: string, mac: string): Promise<boolean> {
+export async function verify(key: HmacKey, text: string, mac: string): Promise<boolean> {
   const raw = fromHex(mac);
   if (raw === null) return false;
   return await crypto.subtle.verify("HMAC", key, raw, encoder.encode(text));

@@ -51,9 +51,12 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
   private sendSeq = 0;
   private recvSeq = 0;
   private pendingWrites = 0;
+  /** The error of a response write that failed (too large, not encodable): the writable is errored. */
+  private writeFailure: { err: unknown } | null = null;
   private idle: (() => void) | null = null;
   private responsesClosed = false;
   private requestsEnded = false;
+  private requestsCanceled = false;
   private done = false;
   private timer: ReturnType<typeof setTimeout> | undefined;
 
@@ -82,10 +85,21 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
           this.link.send(msg(OP_STREAM_REQ_CREDIT, this.id, n));
         }
       },
+      cancel: () => {
+        // The handler stopped reading (a `break` out of `for await` does this): later
+        // requests are dropped, and no credit goes back, so the caller's writer waits.
+        this.requestsCanceled = true;
+      },
     }, { highWaterMark: inCap, size: () => 1 });
     this.responses = new WritableStream<unknown>({
       start: (c) => {
         this.respCtrl = c;
+        // The sink's abort() runs only after the write in progress settles, and that
+        // write may wait for credit forever: act on the abort at once instead (after
+        // abort() has set the stream erroring, so that its promise resolves).
+        c.signal.addEventListener("abort", () => queueMicrotask(() => this.handlerAborted(c.signal.reason)), {
+          once: true,
+        });
       },
       write: async (chunk) => {
         try {
@@ -100,6 +114,12 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
           const seq = this.sendSeq;
           this.sendSeq = (seq + 1) >>> 0;
           await this.link.sendBulk(msg(OP_STREAM_RESP, this.id, seq, payload));
+        } catch (e) {
+          // The writable is errored now: writes queued behind this one are rejected
+          // without reaching this sink, so none is pending any more.
+          this.writeFailure ??= { err: e };
+          this.pendingWrites = 1;
+          throw e;
         } finally {
           if (--this.pendingWrites === 0 && this.idle !== null) {
             const idle = this.idle;
@@ -111,10 +131,7 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
       close: () => {
         this.responsesClosed = true;
       },
-      abort: (reason) => {
-        const d = describe(reason ?? new Error("Responses aborted by the handler"));
-        this.end(errorMessage(this.id, "remote", d.message, d.code), false, reason);
-      },
+      abort: (reason) => this.handlerAborted(reason),
     }, {
       highWaterMark: entry.outCapacity,
       size: () => {
@@ -122,6 +139,12 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
         return 1;
       },
     });
+  }
+
+  /** The handler aborted its responses: the caller's stream errors with the reason. */
+  private handlerAborted(reason: unknown): void {
+    const d = describe(reason ?? new Error("Responses aborted by the handler"));
+    this.end(errorMessage(this.id, "remote", d.message, d.code), false, reason);
   }
 
   /** Acknowledges the stream and starts the handler. */
@@ -161,10 +184,16 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
 
   private async returned_(): Promise<void> {
     if (this.done) return;
-    if (!this.responsesClosed && this.pendingWrites > 0) {
+    if (!this.responsesClosed && this.pendingWrites > 0 && this.writeFailure === null) {
       await new Promise<void>((resolve) => {
         this.idle = resolve;
       });
+    }
+    if (this.writeFailure !== null) {
+      // Responses were lost: the caller must not see a normal end.
+      const d = describe(this.writeFailure.err);
+      this.end(errorMessage(this.id, "remote", d.message, d.code), false, this.writeFailure.err);
+      return;
     }
     this.end(msg(OP_STREAM_RESP_END, this.id, this.sendSeq), true, undefined);
   }
@@ -179,6 +208,7 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
         this.recvSeq = (this.recvSeq + 1) >>> 0;
         if (this.received - this.returned >= this.entry.inCapacity) return this.violation("request without credit");
         this.received++;
+        if (this.requestsCanceled) return;
         let v: unknown;
         try {
           v = this.entry.request.decode(m.payload);
@@ -191,7 +221,7 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
       case OP_STREAM_REQ_END:
         if (this.reqCtrl !== null && !this.requestsEnded) {
           this.requestsEnded = true;
-          this.reqCtrl.close();
+          if (!this.requestsCanceled) this.reqCtrl.close();
         }
         return;
       case OP_STREAM_RESP_CREDIT:

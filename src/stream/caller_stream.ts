@@ -59,6 +59,8 @@ export class CallerStream<Req, Resp> {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private signal: AbortSignal | undefined;
   private onAbort: (() => void) | undefined;
+  /** A remote error that waits for the responses received before it to be read. */
+  private errorAfterQueue: { err: unknown } | null = null;
 
   constructor(
     id: number,
@@ -107,7 +109,7 @@ export class CallerStream<Req, Resp> {
         if (this.state !== OPENING) return this.violation("duplicate ack");
         return this.accept(m.payload);
       case OP_ERROR:
-        return this.fail(decodeError(m.payload), false);
+        return this.fail(decodeError(m.payload), false, CANCEL_ABORTED, false, true);
       case OP_STREAM_PONG:
         return;
     }
@@ -157,6 +159,11 @@ export class CallerStream<Req, Resp> {
       },
       pull: (c) => {
         const queued = outCap - (c.desiredSize ?? 0);
+        if (this.errorAfterQueue !== null && queued <= 0) {
+          c.error(this.errorAfterQueue.err);
+          this.errorAfterQueue = null;
+          return;
+        }
         const n = creditsToReturn(this.received, this.returned, queued, outCap);
         if (n > 0 && this.state === OPEN) {
           this.returned += n;
@@ -174,6 +181,14 @@ export class CallerStream<Req, Resp> {
       requests = new WritableStream<Req>({
         start: (c) => {
           this.reqCtrl = c;
+          // The sink's abort() runs only after the write in progress settles, and that
+          // write may wait for credit forever: act on the abort at once instead (after
+          // abort() has set the stream erroring, so that its promise resolves).
+          c.signal.addEventListener("abort", () => {
+            queueMicrotask(() => {
+              this.fail(c.signal.reason ?? new DOMException("Requests aborted", "AbortError"), true, CANCEL_ABORTED);
+            });
+          }, { once: true });
         },
         write: async (chunk) => {
           const wait = gate.take();
@@ -235,7 +250,7 @@ export class CallerStream<Req, Resp> {
   }
 
   /** Ends the stream with `err` on both of its web streams. */
-  fail(err: unknown, sendCancel: boolean, reason = CANCEL_ABORTED, fromConsumer = false): void {
+  fail(err: unknown, sendCancel: boolean, reason = CANCEL_ABORTED, fromConsumer = false, afterQueued = false): void {
     const wasOpening = this.state === OPENING;
     if (!this.finish()) return;
     if (sendCancel && !this.link.closed) this.link.send(cancelMessage(this.id, reason));
@@ -246,7 +261,10 @@ export class CallerStream<Req, Resp> {
       return;
     }
     this.gate?.fail(err);
-    if (!fromConsumer) {
+    if (afterQueued && this.respCtrl !== null && (this.respCtrl.desiredSize ?? 0) < this.outCap) {
+      // The handler wrote these responses before it failed: they are read first, in order.
+      this.errorAfterQueue = { err };
+    } else if (!fromConsumer) {
       try {
         this.respCtrl!.error(err);
       } catch {

@@ -1,0 +1,40 @@
+/**
+ * `wsgrid/locks`: a distributed read/write lock service on the grid, after
+ * MinIO's dsync.
+ *
+ * - {@link LockArgs} and {@link lockArgsCodec}: the argument of every lock
+ *   call, in a compact binary format (no text scanning).
+ * - {@link LockTable}: the locks of one node.
+ * - {@link registerLockHandlers}: serves a table on a node (`lock.lock`,
+ *   `lock.unlock`, `lock.rlock`, `lock.runlock`, `lock.refresh`,
+ *   `lock.forceUnlock`, readOnly `lock.stats`) and expires stale locks.
+ * - {@link DistributedLock}: takes a write lock on `n/2 + 1` nodes or a read
+ *   lock on `n - n/2`, retries with jittered backoff, refreshes while held and
+ *   aborts the holder's `lost` signal when the quorum is gone.
+ *
+ * @example
+ * ```ts
+ * import { Manager } from "wsgrid";
+ * import { serve } from "wsgrid/serve";
+ * import { DistributedLock, registerLockHandlers } from "wsgrid/locks";
+ *
+ * const grid = new Manager({ local, hosts, secret });
+ * registerLockHandlers(grid, { expireAfterMs: 30_000, sweepMs: 5_000 });
+ * await serve(grid, { port: 9000 });
+ *
+ * const mutex = new DistributedLock(grid, { resources: ["bucket/object"], refreshInterval: 5_000 });
+ * const { lost } = await mutex.lock({ timeout: 10_000 });
+ * try {
+ *   await work({ signal: lost });
+ * } finally {
+ *   await mutex.unlock();
+ * }
+ * ```
+ *
+ * @module
+ */
+
+export * from "./lock_args.ts";
+export * from "./lock_table.ts";
+export * from "./server.ts";
+export * from "./client.ts";

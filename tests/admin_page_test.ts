@@ -1,0 +1,149 @@
+/**
+ * adminPageHandler: the page and bundles as a web-standard handler, and the page
+ * served next to the grid endpoint on one port with each runtime's embedding helper
+ * (denoHandler, bunHandlers, attachNode + a Request conversion).
+ */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer as createNetServer } from "node:net";
+import { Manager } from "../mod.ts";
+import type { GridStats } from "../mod.ts";
+import { Client } from "../src/client.ts";
+import { detectRuntime } from "../src/adapters/serve.ts";
+import { adminPageHandler, type AdminPageHandler } from "../src/admin/serve_page.ts";
+import { CLIENT_JS, PAGE_JS } from "../src/admin/_bundle.ts";
+
+const runtime = detectRuntime();
+const HOST = "127.0.0.1";
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createNetServer();
+    s.on("error", reject);
+    s.listen(0, HOST, () => {
+      const a = s.address();
+      const port = typeof a === "object" && a !== null ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const grid = { local: "ws://127.0.0.1:9000", hosts: ["ws://127.0.0.1:9000", "wss://node-2.example:9443"], path: "/grid/v1" };
+
+function get(h: AdminPageHandler, path: string, method = "GET"): Response | undefined {
+  return h(new Request(`http://127.0.0.1:9000${path}`, { method }));
+}
+
+/** Serves the grid endpoint and the page on one port with this runtime's embedding helper. */
+async function serveBoth(g: Manager, page: AdminPageHandler, port: number): Promise<() => Promise<void>> {
+  if (runtime === "deno") {
+    const { denoHandler } = await import("../src/adapters/deno.ts");
+    type DenoServe = (
+      init: { port: number; hostname: string; onListen(): void },
+      h: (req: Request) => Response,
+    ) => { shutdown(): Promise<void> };
+    const serveFn = (globalThis as unknown as { Deno: { serve: DenoServe } }).Deno.serve;
+    const endpoint = denoHandler(g);
+    const s = serveFn(
+      { port, hostname: HOST, onListen() {} },
+      (req) => endpoint(req) ?? page(req) ?? new Response("Not found", { status: 404 }),
+    );
+    return () => s.shutdown();
+  }
+  if (runtime === "bun") {
+    const { bunHandlers } = await import("../src/adapters/bun.ts");
+    const h = bunHandlers(g);
+    type BunServe = (init: {
+      port: number;
+      hostname: string;
+      fetch(req: Request, srv: Parameters<typeof h.fetch>[1]): Response;
+      websocket: typeof h.websocket;
+    }) => { stop(force: boolean): Promise<void> };
+    const serveFn = (globalThis as unknown as { Bun: { serve: BunServe } }).Bun.serve;
+    const s = serveFn({
+      port,
+      hostname: HOST,
+      fetch: (req, srv) => h.fetch(req, srv) ?? page(req) ?? new Response("Not found", { status: 404 }),
+      websocket: h.websocket,
+    });
+    return () => s.stop(true);
+  }
+  const { attachNode } = await import("../src/adapters/node.ts");
+  const server = createHttpServer(async (req: IncomingMessage, res: ServerResponse) => {
+    const r = page(new Request(`http://${req.headers.host}${req.url}`, { method: req.method }));
+    if (r === undefined) return void res.writeHead(404).end();
+    res.writeHead(r.status, Object.fromEntries(r.headers));
+    res.end(new Uint8Array(await r.arrayBuffer()));
+  });
+  const attached = attachNode(g, server);
+  await new Promise<void>((resolve) => server.listen(port, HOST, resolve));
+  return async () => {
+    await attached.close();
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  };
+}
+
+describe(`admin page handler on ${runtime}`, () => {
+  it("serves the page, its script and the client bundle under its path, and nothing else", async () => {
+    const h = adminPageHandler(grid, { path: "/admin/" });
+    for (const p of ["/admin", "/admin/"]) {
+      const r = get(h, p)!;
+      assert.equal(r.status, 200);
+      assert.match(r.headers.get("content-type")!, /^text\/html/);
+      const html = await r.text();
+      assert.ok(html.includes('src="/admin/page.js"'), "script path filled in");
+      assert.ok(!html.includes("__WSGRID_"), "every placeholder filled in");
+    }
+    assert.equal(await get(h, "/admin/page.js")!.text(), PAGE_JS);
+    assert.equal(await get(h, "/admin/client.js")!.text(), CLIENT_JS);
+    assert.match(get(h, "/admin/client.js")!.headers.get("content-type")!, /javascript/);
+    for (const p of ["/", "/grid/v1", "/admin/x", "/adminx", "/admin/client.js/x"]) assert.equal(get(h, p), undefined, p);
+    assert.equal(get(h, "/admin", "POST")!.status, 405);
+    const head = get(h, "/admin", "HEAD")!;
+    assert.equal(head.status, 200);
+    assert.equal(head.body, null);
+  });
+
+  it("lists every node in the CSP and embeds the config without breaking out of its script element", async () => {
+    const hostile = { ...grid, local: "ws://127.0.0.1:9000/</script><script>alert(1)</script>" };
+    hostile.hosts = [hostile.local, grid.hosts[1]];
+    const r = get(adminPageHandler(hostile), "/admin")!;
+    const csp = r.headers.get("content-security-policy")!;
+    assert.match(csp, /connect-src 'self' ws:\/\/127\.0\.0\.1:9000 wss:\/\/node-2\.example:9443;/);
+    assert.match(csp, /script-src 'self';/);
+    const html = await r.text();
+    assert.ok(!html.includes("<script>alert(1)"), "config escaped");
+    const json = html.match(/<script id="wsgrid-config" type="application\/json">(.*?)<\/script>/)![1];
+    assert.equal(JSON.parse(json).local, hostile.local);
+    assert.equal(JSON.parse(json).gridPath, "/grid/v1");
+  });
+
+  it("refuses a path that is not absolute or is the grid endpoint's", () => {
+    assert.throws(() => adminPageHandler(grid, { path: "admin" }), TypeError);
+    assert.throws(() => adminPageHandler(grid, { path: "/grid/v1" }), TypeError);
+  });
+
+  it(`serves the page next to the grid endpoint on one port (${runtime}'s embedding helper)`, async () => {
+    const port = await freePort();
+    const host = `ws://${HOST}:${port}`;
+    const g = new Manager({ local: host, hosts: [host], secret: "s", admin: { tokens: ["t"] } });
+    const stop = await serveBoth(g, adminPageHandler(g), port);
+    const c = new Client(`${host}/grid/v1`, { token: "t", backoff: { base: 20, cap: 200 } });
+    try {
+      const page = await fetch(`http://${HOST}:${port}/admin`);
+      assert.equal(page.status, 200);
+      assert.ok((await page.text()).includes(JSON.stringify(host)));
+      const stats = await c.request("grid.stats", undefined, { waitForConnect: true, timeout: 10_000 }) as GridStats;
+      assert.equal(stats.local, host);
+      assert.equal((await fetch(`http://${HOST}:${port}/elsewhere`)).status, 404);
+    } finally {
+      await c.close();
+      await g.close();
+      await stop();
+    }
+  });
+});

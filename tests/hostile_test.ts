@@ -1,0 +1,625 @@
+/**
+ * A served Manager under hostile connections: raw WebSockets sending random
+ * bytes, frames without a hello, forged, replayed and stale hellos, text
+ * frames, silence, and more handshakes than it accepts at once. The server must
+ * stay up and a legitimate peer must keep completing requests.
+ */
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { createServer } from "node:net";
+import type { AddressInfo } from "node:net";
+import { type GridSocket, Manager, type ManagerOptions, shouldDial, TimeoutError } from "../mod.ts";
+import { type GridServer, serve } from "../src/adapters/serve.ts";
+import { decodeFrame, encodeFrame, encodeMessage, encodeRoute, messageSize, type OutMessage } from "../src/protocol/frame.ts";
+import {
+  decodeWelcome,
+  encodeHandshake,
+  type Hello,
+  helloSigningText,
+  importSecret,
+  type PeerHello,
+  randomId,
+  sign,
+  type Welcome,
+  welcomeSigningText,
+} from "../src/protocol/handshake.ts";
+import {
+  OP_CANCEL,
+  OP_ERROR,
+  OP_HELLO,
+  OP_NAMES,
+  OP_PING,
+  OP_REQUEST,
+  OP_RESPONSE,
+  OP_WELCOME,
+  opHasRoute,
+  PROTOCOL_VERSION,
+} from "../src/protocol/ops.ts";
+import { decodeError } from "../src/mux/wire.ts";
+
+const SECRET = "hostile test secret";
+const PATH = "/grid/v1";
+const WAIT_MS = 10_000;
+const TEST = { timeout: 120_000 };
+const MAX_BYTES = 64 << 10;
+/** Raw sockets in the flood, and how many run at once (below maxConcurrentHandshakes). */
+const FLOOD_SOCKETS = 3_000;
+const FLOOD_CONCURRENCY = 12;
+const enc = new TextEncoder();
+
+// --- helpers -----------------------------------------------------------------
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((resolve, reject) => {
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => resolve());
+  });
+  const port = (srv.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  return port;
+}
+
+/** A free URL `u` for which `pred(u)` holds (the dial rule depends on the names). */
+async function urlWhere(pred: (u: string) => boolean, taken: Set<string>): Promise<string> {
+  for (let i = 0; i < 200; i++) {
+    const u = `ws://127.0.0.1:${await freePort()}`;
+    if (!taken.has(u) && pred(u)) {
+      taken.add(u);
+      return u;
+    }
+  }
+  throw new Error("Cannot find a free port whose URL satisfies the dial rule");
+}
+
+/** A host name that no server listens on, satisfying `pred`. */
+function ghostWhere(pred: (u: string) => boolean): string {
+  for (let p = 1; p < 65_536; p++) {
+    const u = `ws://127.0.0.2:${p}`;
+    if (pred(u)) return u;
+  }
+  throw new Error("Cannot find a ghost host name");
+}
+
+interface TestNode {
+  url: string;
+  grid: Manager;
+  server: GridServer;
+}
+
+async function startNode(url: string, hosts: string[], over: Partial<ManagerOptions> = {}): Promise<TestNode> {
+  const grid = new Manager({
+    secret: SECRET,
+    pingInterval: 300,
+    backoff: { base: 20, cap: 200 },
+    maxMessageBytes: MAX_BYTES,
+    ...over,
+    local: url,
+    hosts,
+  });
+  try {
+    return { url, grid, server: await serve(grid, { port: Number(new URL(url).port), hostname: "127.0.0.1" }) };
+  } catch (e) {
+    await grid.close();
+    throw e;
+  }
+}
+
+async function stopNode(n: TestNode | undefined): Promise<void> {
+  if (n === undefined) return;
+  await n.grid.close();
+  await n.server.close();
+}
+
+function withTimeout<T>(p: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** A raw client socket: every binary message queued, the close captured. */
+class Raw {
+  readonly ws: WebSocket;
+  readonly opened: Promise<boolean>;
+  readonly closed: Promise<{ code: number; reason: string }>;
+  private readonly queue: Uint8Array[] = [];
+  private readonly waiters: ((b: Uint8Array | null) => void)[] = [];
+  private isClosed = false;
+
+  constructor(url: string) {
+    this.ws = new WebSocket(url);
+    this.ws.binaryType = "arraybuffer";
+    this.ws.addEventListener("message", (ev) => {
+      if (!(ev.data instanceof ArrayBuffer)) return;
+      const b = new Uint8Array(ev.data);
+      const w = this.waiters.shift();
+      if (w) w(b);
+      else this.queue.push(b);
+    });
+    this.closed = new Promise((resolve) => {
+      this.ws.addEventListener("close", (ev) => {
+        this.isClosed = true;
+        for (const w of this.waiters.splice(0)) w(null);
+        resolve({ code: ev.code, reason: ev.reason });
+      });
+    });
+    this.opened = new Promise((resolve) => {
+      this.ws.addEventListener("open", () => resolve(true), { once: true });
+      this.closed.then(() => resolve(false));
+    });
+    this.ws.addEventListener("error", () => {});
+  }
+
+  /** The next binary message, or null once the socket closed. */
+  next(ms = WAIT_MS): Promise<Uint8Array | null> {
+    const b = this.queue.shift();
+    if (b !== undefined) return Promise.resolve(b);
+    if (this.isClosed) return Promise.resolve(null);
+    return withTimeout(new Promise<Uint8Array | null>((r) => this.waiters.push(r)), "next message", ms);
+  }
+
+  send(data: Uint8Array<ArrayBuffer> | string): void {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(data);
+  }
+
+  close(): Promise<{ code: number; reason: string }> {
+    try {
+      this.ws.close(1000);
+    } catch {
+      // already closing
+    }
+    return withTimeout(this.closed, "raw close");
+  }
+}
+
+async function openRaw(url: string): Promise<Raw> {
+  const r = new Raw(url);
+  assert.equal(await withTimeout(r.opened, `open ${url}`), true, "the upgrade is accepted");
+  return r;
+}
+
+function helloFrame(h: Hello | Record<string, unknown>): Uint8Array<ArrayBuffer> {
+  return encodeMessage({
+    op: OP_HELLO,
+    flags: 0,
+    mux: 0,
+    seq: 0,
+    deadline: 0,
+    route: null,
+    payload: encodeHandshake(h as Hello),
+  });
+}
+
+async function signedHello(from: string, to: string, fields: Partial<PeerHello> = {}): Promise<PeerHello> {
+  const h = { kind: "peer" as const, v: PROTOCOL_VERSION, from, to, id: randomId(), t: Date.now(), nonce: randomId(), ...fields };
+  const key = await importSecret(SECRET);
+  return { ...h, mac: fields.mac ?? await sign(key, helloSigningText(h)) };
+}
+
+/** Sends `frame` on a new raw socket and returns the welcome it got (null if none) and the close. */
+async function handshake(url: string, frame: Uint8Array<ArrayBuffer>): Promise<{ raw: Raw; welcome: Welcome | null }> {
+  const raw = await openRaw(url);
+  raw.send(frame);
+  const got = await raw.next();
+  if (got === null) return { raw, welcome: null };
+  const [m] = decodeFrame(got, MAX_BYTES);
+  assert.equal(m.op, OP_WELCOME);
+  return { raw, welcome: decodeWelcome(m.payload) };
+}
+
+async function refusedWith(url: string, frame: Uint8Array<ArrayBuffer>, code: string): Promise<void> {
+  const { raw, welcome } = await handshake(url, frame);
+  assert.ok(welcome !== null, "a refusal is explained by a welcome");
+  assert.equal(welcome.ok, false);
+  assert.equal(welcome.code, code);
+  assert.equal(welcome.mac, "");
+  const closed = await withTimeout(raw.closed, "close after refusal");
+  assert.equal(closed.code, 1008);
+}
+
+/** sfc32, seeded; the seed is printed so a failure can be replayed. */
+function rng(seed: number): () => number {
+  let a = 0x9e3779b9, b = 0x243f6a88, c = 0xb7e15162, d = seed >>> 0;
+  const next = () => {
+    const t = (((a + b) | 0) + d) | 0;
+    d = (d + 1) | 0;
+    a = b ^ (b >>> 9);
+    b = (c + (c << 3)) | 0;
+    c = (c << 21) | (c >>> 11);
+    c = (c + t) | 0;
+    return (t >>> 0) / 0x100000000;
+  };
+  for (let i = 0; i < 16; i++) next();
+  return next;
+}
+
+// --- the cluster under attack ------------------------------------------------------
+
+describe("hostile connections to a served Manager", () => {
+  let target: TestNode;
+  let peer: TestNode;
+  /** In the target's hosts, dials the target, never runs: its name is used by hand-made hellos. */
+  let ghost: string;
+  /** In the target's hosts, but the target is the one that dials it. */
+  let dialedGhost: string;
+  let endpoint: string;
+  const handled = { echo: 0, wait: 0 };
+  const waitAborts: unknown[] = [];
+
+  before(async () => {
+    const taken = new Set<string>();
+    const targetUrl = await urlWhere(() => true, taken);
+    const peerUrl = await urlWhere((u) => shouldDial(u, targetUrl), taken);
+    ghost = ghostWhere((u) => shouldDial(u, targetUrl));
+    dialedGhost = ghostWhere((u) => shouldDial(targetUrl, u));
+    target = await startNode(targetUrl, [targetUrl, peerUrl, ghost, dialedGhost], { handshakeTimeout: 500 });
+    peer = await startNode(peerUrl, [targetUrl, peerUrl]);
+    endpoint = targetUrl + PATH;
+    target.grid.handle("echo", (req) => {
+      handled.echo++;
+      return req;
+    });
+    target.grid.handle("wait", async (_req, ctx) => {
+      handled.wait++;
+      const signal = ctx.signal;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 20_000);
+        signal.addEventListener("abort", () => {
+          clearTimeout(timer);
+          resolve();
+        }, { once: true });
+      });
+      waitAborts.push(signal.reason);
+      throw signal.reason;
+    });
+    await peer.grid.connection(targetUrl).waitForConnect({ timeout: WAIT_MS });
+  });
+
+  after(async () => {
+    await stopNode(peer);
+    await stopNode(target);
+  });
+
+  async function legitRoundTrip(tag: number): Promise<void> {
+    const payload = Uint8Array.of(tag & 255, (tag >> 8) & 255, 7);
+    const res = await peer.grid.connection(target.url).request("echo", payload, { timeout: WAIT_MS });
+    assert.deepEqual([...res], [...payload]);
+  }
+
+  it(`survives ${FLOOD_SOCKETS} raw sockets of random and forged frames while the peer keeps working`, TEST, async () => {
+    const seed = (Date.now() ^ (Math.random() * 0x100000000)) >>> 0;
+    console.log(`hostile flood: seed ${seed}`);
+    const rand = rng(seed);
+    const int = (n: number) => Math.floor(rand() * n);
+    const bytes = (n: number) => Uint8Array.from({ length: n }, () => int(256));
+    // No hellos: a frame whose first message is a hello is answered, not dropped.
+    const ops = Object.keys(OP_NAMES).map(Number).filter((op) => op !== OP_HELLO);
+    const randomMessage = (): OutMessage => {
+      const op = ops[int(ops.length)];
+      return {
+        op,
+        flags: 0,
+        mux: int(1000),
+        seq: int(10),
+        deadline: int(5000),
+        route: opHasRoute(op) ? encodeRoute(["echo", "wait", "grid.stats", "nope"][int(4)], int(2) ? "" : "s") : null,
+        payload: bytes(int(64)),
+      };
+    };
+    const randomFrame = (): Uint8Array<ArrayBuffer> => {
+      const msgs = Array.from({ length: 1 + int(5) }, randomMessage);
+      return encodeFrame(msgs, 0, msgs.length, msgs.reduce((n, m) => n + messageSize(m), 0));
+    };
+    const hosts = [target.url, peer.url, ghost, "ws://127.0.0.9:1"];
+    const baseHello = (): Record<string, unknown> => ({
+      kind: "peer",
+      v: PROTOCOL_VERSION,
+      from: hosts[int(hosts.length)],
+      to: target.url,
+      id: randomId(),
+      t: Date.now(),
+      nonce: randomId(),
+      mac: randomId(32),
+    });
+
+    type Kind =
+      | "noise"
+      | "frame-without-hello"
+      | "bad-mac"
+      | "wrong-version"
+      | "text"
+      | "mutated-hello"
+      | "hello-plus-more"
+      | "oversize";
+    const kinds: Kind[] = [
+      "noise",
+      "frame-without-hello",
+      "bad-mac",
+      "wrong-version",
+      "text",
+      "mutated-hello",
+      "hello-plus-more",
+      "oversize",
+    ];
+    const outcome = new Map<string, number>();
+    let frames = 0;
+    let welcomesOk = 0;
+
+    const attack = async (i: number): Promise<void> => {
+      const kind = i % 50 === 49 ? "oversize" : kinds[int(kinds.length - 1)];
+      const raw = new Raw(endpoint);
+      if (!(await withTimeout(raw.opened, `open hostile socket ${i}`))) {
+        const c = await raw.closed;
+        outcome.set(`${kind}: refused upgrade ${c.code}`, (outcome.get(`${kind}: refused upgrade ${c.code}`) ?? 0) + 1);
+        return;
+      }
+      switch (kind) {
+        case "noise":
+          raw.send(bytes(int(600)));
+          break;
+        case "frame-without-hello":
+          raw.send(randomFrame());
+          break;
+        case "bad-mac":
+          raw.send(helloFrame(baseHello()));
+          break;
+        case "wrong-version":
+          raw.send(helloFrame({ ...baseHello(), v: [0, 2, 99, -1, 1.5][int(5)] }));
+          break;
+        case "text":
+          raw.send(["hello", "{\"kind\":\"peer\"}", ""][int(3)]);
+          break;
+        case "mutated-hello": {
+          const f = helloFrame(baseHello());
+          const flips = 1 + int(6);
+          for (let k = 0; k < flips; k++) f[18 + int(f.length - 18)] ^= 1 << int(8);
+          raw.send(f);
+          break;
+        }
+        case "hello-plus-more": {
+          const hello = helloFrame(baseHello());
+          const more = randomFrame();
+          const both = new Uint8Array(hello.length + more.length);
+          both.set(hello);
+          both.set(more, hello.length);
+          raw.send(both);
+          break;
+        }
+        case "oversize":
+          raw.send(new Uint8Array(target.grid.maxFrameBytes + 1 + int(1000)));
+          break;
+      }
+      frames++;
+      // A few more frames behind the first (the server has decided to close already), except
+      // behind hellos whose refusal is checked: frames after a hello end it before its welcome.
+      const checked = kind === "bad-mac" || kind === "wrong-version";
+      for (let k = checked ? 0 : int(3); k > 0; k--) {
+        raw.send(randomFrame());
+        frames++;
+      }
+      // Every hostile socket is closed by the server, promptly.
+      const replies: Welcome[] = [];
+      for (;;) {
+        const got = await raw.next();
+        if (got === null) break;
+        try {
+          for (const m of decodeFrame(got, MAX_BYTES)) if (m.op === OP_WELCOME) replies.push(decodeWelcome(m.payload));
+        } catch {
+          // a ping or pong or anything else: not what we check
+        }
+      }
+      const closed = await raw.closed;
+      if (replies.some((w) => w.ok)) welcomesOk++;
+      if (kind === "bad-mac" || kind === "wrong-version") {
+        assert.equal(replies.length, 1, `${kind}: one welcome explains the refusal`);
+        assert.equal(replies[0].code, kind === "bad-mac" ? "unauthorized" : "protocol", `${kind} welcome code`);
+        assert.equal(closed.code, 1008, `${kind} close code`);
+      }
+      if (kind === "text") assert.equal(closed.code, 1003, "text frames are refused with 1003");
+      if (kind === "frame-without-hello") assert.equal(closed.code, 1002, "frames before a hello: 1002");
+      const key = `${kind}: ${closed.code}${replies.length ? ` welcome ${replies[0].code}` : ""}`;
+      outcome.set(key, (outcome.get(key) ?? 0) + 1);
+    };
+
+    // Legitimate traffic all through the flood.
+    let flooding = true;
+    let legit = 0;
+    const legitLoop = (async () => {
+      while (flooding) {
+        await legitRoundTrip(legit++);
+        await sleep(2);
+      }
+    })();
+
+    let nextIndex = 0;
+    const workers = Array.from({ length: FLOOD_CONCURRENCY }, async () => {
+      while (nextIndex < FLOOD_SOCKETS) await attack(nextIndex++);
+    });
+    try {
+      await Promise.all(workers);
+    } finally {
+      flooding = false;
+      await legitLoop;
+    }
+    console.log(`hostile flood: ${FLOOD_SOCKETS} sockets, ${frames} frames, ${legit} legit requests during; outcomes`, Object.fromEntries(outcome));
+    assert.ok(frames >= FLOOD_SOCKETS, `${frames} frames sent`);
+    assert.equal(welcomesOk, 0, "no forged hello was accepted");
+    assert.ok(legit > 0, "the peer made requests during the flood");
+    // The server is up, the peer's connection was never dropped, and new requests work.
+    for (let i = 0; i < 20; i++) await legitRoundTrip(10_000 + i);
+    assert.equal(peer.grid.connection(target.url).state, "up");
+    assert.equal(peer.grid.stats().connections[target.url].reconnects, 0);
+    assert.equal(handled.wait, 0, "no hostile request reached a handler");
+    const s = target.grid.stats();
+    assert.equal(s.connections[peer.url].state, "up");
+    assert.equal(s.connections[ghost].state, "connecting", "no hostile socket was adopted as a peer");
+  });
+
+  it("refuses a hello with a wrong protocol version with welcome code \"protocol\"", TEST, async () => {
+    await refusedWith(endpoint, helloFrame(await signedHello(ghost, target.url, { v: PROTOCOL_VERSION + 1 })), "protocol");
+    await refusedWith(endpoint, helloFrame({ kind: "peer", v: "1", from: ghost }), "protocol");
+    await refusedWith(endpoint, helloFrame({ kind: "robot", v: PROTOCOL_VERSION }), "protocol");
+  });
+
+  it("accepts a correctly signed hello once, and refuses the same hello replayed", TEST, async () => {
+    const hello = await signedHello(ghost, target.url);
+    const frame = helloFrame(hello);
+    const first = await handshake(endpoint, frame);
+    assert.ok(first.welcome !== null);
+    assert.equal(first.welcome.ok, true);
+    assert.equal(first.welcome.from, target.url);
+    assert.equal(first.welcome.id, target.grid.instanceId);
+    // The welcome proves the target knows the secret, bound to our nonce.
+    const key = await importSecret(SECRET);
+    const { mac, ...unsigned } = first.welcome;
+    assert.equal(mac, await sign(key, welcomeSigningText(unsigned, hello.nonce)));
+    await first.raw.close();
+    await refusedWith(endpoint, frame, "unauthorized");
+    // A fresh nonce from the same host is fine: the refusal was about the replay.
+    const again = await handshake(endpoint, helloFrame(await signedHello(ghost, target.url)));
+    assert.equal(again.welcome?.ok, true);
+    await again.raw.close();
+  });
+
+  it("refuses stale and future hellos, wrong names and the wrong dial direction", TEST, async () => {
+    const skew = 5 * 60_000;
+    await refusedWith(endpoint, helloFrame(await signedHello(ghost, target.url, { t: Date.now() - skew })), "unauthorized");
+    await refusedWith(endpoint, helloFrame(await signedHello(ghost, target.url, { t: Date.now() + skew })), "unauthorized");
+    await refusedWith(endpoint, helloFrame(await signedHello(ghost, "ws://127.0.0.1:1")), "unauthorized");
+    await refusedWith(endpoint, helloFrame(await signedHello("ws://127.0.0.9:9", target.url)), "unauthorized");
+    await refusedWith(endpoint, helloFrame(await signedHello(target.url, target.url)), "unauthorized");
+    // Signed by a different secret.
+    const other = await importSecret("another secret");
+    const h = { kind: "peer" as const, v: PROTOCOL_VERSION, from: ghost, to: target.url, id: randomId(), t: Date.now(), nonce: randomId() };
+    await refusedWith(endpoint, helloFrame({ ...h, mac: await sign(other, helloSigningText(h)) }), "unauthorized");
+    // Correctly signed, but the target is the side that dials this host.
+    await refusedWith(endpoint, helloFrame(await signedHello(dialedGhost, target.url)), "protocol");
+    // None of this disturbed the real peer.
+    await legitRoundTrip(1);
+  });
+
+  it("a refused hello does not burn its nonce: the genuine hello with that nonce is still accepted", TEST, async () => {
+    const genuine = await signedHello(ghost, target.url);
+    await refusedWith(endpoint, helloFrame({ ...genuine, mac: "0".repeat(64) }), "unauthorized");
+    const { raw, welcome } = await handshake(endpoint, helloFrame(genuine));
+    assert.equal(welcome?.ok, true, "an unauthenticated hello cannot block a nonce (or fill the replay table)");
+    await raw.close();
+  });
+
+  it("an authenticated raw peer: the remote deadline aborts the handler and answers \"timeout\"; cancel and duplicate ids", TEST, async () => {
+    const { raw, welcome } = await handshake(endpoint, helloFrame(await signedHello(ghost, target.url)));
+    assert.equal(welcome?.ok, true);
+    try {
+      const request = (mux: number, handler: string, deadline: number, payload = new Uint8Array(0)) =>
+        raw.send(encodeMessage({ op: OP_REQUEST, flags: 0, mux, seq: 0, deadline, route: encodeRoute(handler, ""), payload }));
+      /** Next message of `op` for `mux`, skipping pings. */
+      const expectMessage = async (op: number, mux: number) => {
+        for (;;) {
+          const got = await raw.next();
+          assert.ok(got !== null, `socket closed while waiting for op ${op} on mux ${mux}`);
+          for (const m of decodeFrame(got, MAX_BYTES)) {
+            if (m.op === OP_PING) {
+              raw.send(encodeMessage({ op: 4, flags: 0, mux: 0, seq: 0, deadline: 0, route: null, payload: m.payload.slice() }));
+              continue;
+            }
+            if (m.mux === mux && m.op === op) return m;
+            assert.fail(`unexpected op ${m.op} on mux ${m.mux}`);
+          }
+        }
+      };
+      request(1, "echo", 0, enc.encode("hi"));
+      assert.deepEqual([...(await expectMessage(OP_RESPONSE, 1)).payload], [...enc.encode("hi")]);
+
+      // The deadline alone, with no cancel from the caller, aborts the handler.
+      const aborts = waitAborts.length;
+      request(2, "wait", 150);
+      const err = decodeError((await expectMessage(OP_ERROR, 2)).payload);
+      assert.ok(err instanceof TimeoutError, `got ${err.name}`);
+      assert.equal(err.code, "timeout");
+      assert.equal(waitAborts.length, aborts + 1);
+      assert.ok(waitAborts[aborts] instanceof TimeoutError);
+
+      // A second request on an id in use is refused; cancel ends the first one.
+      request(3, "wait", 0);
+      await sleep(20);
+      request(3, "wait", 0);
+      assert.equal(decodeError((await expectMessage(OP_ERROR, 3)).payload).code, "protocol");
+      raw.send(encodeMessage({ op: OP_CANCEL, flags: 0, mux: 3, seq: 0, deadline: 0, route: null, payload: Uint8Array.of(0) }));
+      const t0 = Date.now();
+      while (waitAborts.length < aborts + 2 && Date.now() - t0 < WAIT_MS) await sleep(5);
+      assert.equal(waitAborts.length, aborts + 2, "the cancel aborted the handler");
+      assert.equal((waitAborts[aborts + 1] as Error).name, "AbortError");
+
+      // An unknown handler, then garbage: the link is dropped, the real peer is not.
+      request(4, "nope", 0);
+      assert.equal(decodeError((await expectMessage(OP_ERROR, 4)).payload).code, "unknown-handler");
+      raw.send(Uint8Array.of(0xff, 0xff));
+      assert.equal((await withTimeout(raw.closed, "close after garbage")).code, 1002);
+      await legitRoundTrip(2);
+    } finally {
+      await raw.close();
+    }
+  });
+
+  it("closes a socket that sends nothing after handshakeTimeout", TEST, async () => {
+    const t0 = performance.now();
+    const raw = await openRaw(endpoint);
+    const closed = await withTimeout(raw.closed, "silent socket closed");
+    const waited = performance.now() - t0;
+    assert.equal(closed.code, 1002);
+    assert.ok(waited >= 400, `closed after ${waited} ms; handshakeTimeout is 500`);
+    // A socket that opens and only sends pings is no better.
+    const pinger = await openRaw(endpoint);
+    pinger.send(encodeMessage({ op: OP_PING, flags: 0, mux: 0, seq: 0, deadline: 0, route: null, payload: new Uint8Array(8) }));
+    assert.equal((await withTimeout(pinger.closed, "pinger closed")).code, 1002);
+    await legitRoundTrip(3);
+  });
+});
+
+describe("handshake admission control", () => {
+  it("closes sockets over maxConcurrentHandshakes with 1013, and the real peer still connects", TEST, async () => {
+    const taken = new Set<string>();
+    const targetUrl = await urlWhere(() => true, taken);
+    const peerUrl = await urlWhere((u) => shouldDial(u, targetUrl), taken);
+    const hosts = [targetUrl, peerUrl];
+    const LIMIT = 4;
+    const EXTRA = 8;
+    let target: TestNode | undefined;
+    let peer: TestNode | undefined;
+    const raws: Raw[] = [];
+    try {
+      target = await startNode(targetUrl, hosts, { maxConcurrentHandshakes: LIMIT, handshakeTimeout: 1_500 });
+      target.grid.handle("echo", (req) => req);
+      // Fill every handshake slot with silent sockets, then try more.
+      for (let i = 0; i < LIMIT; i++) raws.push(await openRaw(targetUrl + PATH));
+      const extra: Raw[] = [];
+      for (let i = 0; i < EXTRA; i++) extra.push(new Raw(targetUrl + PATH));
+      const codes = await Promise.all(extra.map((r) => withTimeout(r.closed, "extra socket closed")));
+      assert.deepEqual(codes.map((c) => c.code), new Array(EXTRA).fill(1013));
+      // The peer starts while every slot is taken; it backs off and gets in once they time out.
+      let dials = 0;
+      peer = await startNode(peerUrl, hosts, {
+        webSocket: (url) => {
+          dials++;
+          return new WebSocket(url) as unknown as GridSocket;
+        },
+      });
+      await peer.grid.connection(targetUrl).waitForConnect({ timeout: WAIT_MS });
+      assert.deepEqual([...await peer.grid.connection(targetUrl).request("echo", Uint8Array.of(1, 2))], [1, 2]);
+      for (const r of raws) assert.equal((await withTimeout(r.closed, "silent socket closed")).code, 1002);
+      assert.ok(dials >= 1);
+      // Slots are free again: a new socket is not refused with 1013 (it is closed later, for silence).
+      const late = await openRaw(targetUrl + PATH);
+      raws.push(late);
+      assert.equal((await withTimeout(late.closed, "late socket closed")).code, 1002);
+    } finally {
+      await Promise.all(raws.map((r) => r.close().catch(() => {})));
+      await stopNode(peer);
+      await stopNode(target);
+    }
+  });
+});
