@@ -49,7 +49,11 @@ const CHECKS = [
     cmd: "deno",
     args: () => [
       "check",
-      ...["mod.ts", "src", "tests", "scripts", "examples"].filter((p) => fs.existsSync(path.join(ROOT, p))),
+      ...["mod.ts", "src", "scripts", "examples"].filter((p) => fs.existsSync(path.join(ROOT, p))),
+      // tests/type_errors/ holds code that must fail to type-check (tests/type_check_test.ts).
+      ...fs.readdirSync(path.join(ROOT, "tests"))
+        .filter((name) => name !== "type_errors")
+        .map((name) => path.join("tests", name)),
     ],
   },
 ];

@@ -481,50 +481,59 @@ async function waitUntil(cond: () => boolean, what: string, ms = WAIT_MS): Promi
 // --- one socket per pair --------------------------------------------------------
 
 describe("grid: one socket per pair", () => {
-  it("exactly one side dials, once; both ends are up and their counters mirror each other", TEST, async () => {
-    const [u1, u2] = await freeUrls(2);
-    const hosts = [u1, u2];
-    const dials = new Map<string, number>();
+  it("in a grid of three, each pair has exactly one socket, dialed once by one end; counters mirror", TEST, async () => {
+    const urls = await freeUrls(3);
+    const dials: string[] = [];
     const counting = (owner: string) => (url: string): GridSocket => {
-      dials.set(owner, (dials.get(owner) ?? 0) + 1);
+      dials.push(`${owner} -> ${url}`);
       return new WebSocket(url) as unknown as GridSocket;
     };
-    // No pings, so nothing moves on the socket between the last response and the snapshot.
+    // No pings, so nothing moves on a socket between the last response and the snapshot.
     const quiet = { pingInterval: 600_000 };
-    let n1: TestNode | undefined;
-    let n2: TestNode | undefined;
+    const nodes: TestNode[] = [];
     try {
-      n1 = await startNode(u1, hosts, { ...quiet, webSocket: counting(u1) });
-      n2 = await startNode(u2, hosts, { ...quiet, webSocket: counting(u2) });
-      for (const n of [n1, n2]) n.grid.handle("echo", (req) => req);
-      const c12 = n1.grid.connection(u2);
-      const c21 = n2.grid.connection(u1);
-      await Promise.all([c12.waitForConnect({ timeout: WAIT_MS }), c21.waitForConnect({ timeout: WAIT_MS })]);
-      assert.notEqual(c12.dialer, c21.dialer, "exactly one end is the dialer");
-      const dialer = c12.dialer ? u1 : u2;
-      for (let i = 0; i < 25; i++) {
-        await c12.request("echo", bytes(i));
-        await c21.request("echo", bytes(2 * i));
+      // All three start at once: both ends of a pair are ready to dial at the same moment.
+      nodes.push(...await Promise.all(urls.map((u) => startNode(u, urls, { ...quiet, webSocket: counting(u) }))));
+      for (const n of nodes) n.grid.handle("echo", (req) => req);
+      const pairs: [TestNode, TestNode][] = [[nodes[0], nodes[1]], [nodes[0], nodes[2]], [nodes[1], nodes[2]]];
+      await Promise.all(
+        pairs.flatMap(([x, y]) => [
+          x.grid.connection(y.url).waitForConnect({ timeout: WAIT_MS }),
+          y.grid.connection(x.url).waitForConnect({ timeout: WAIT_MS }),
+        ]),
+      );
+      for (const [x, y] of pairs) {
+        const cxy = x.grid.connection(y.url);
+        const cyx = y.grid.connection(x.url);
+        assert.notEqual(cxy.dialer, cyx.dialer, "exactly one end of each pair is the dialer");
+        for (let i = 0; i < 10; i++) {
+          await cxy.request("echo", bytes(i));
+          await cyx.request("echo", bytes(2 * i));
+        }
+        await Promise.all(Array.from({ length: 30 }, (_, i) => (i % 2 ? cxy : cyx).request("echo", bytes(i % 7))));
       }
-      await Promise.all(Array.from({ length: 50 }, (_, i) => (i % 2 ? c12 : c21).request("echo", bytes(i % 7))));
-      assert.deepEqual([...dials], [[dialer, 1]], "one dial, by the dialer");
-      const s1 = n1.grid.stats().connections[u2];
-      const s2 = n2.grid.stats().connections[u1];
-      assert.equal(s1.state, "up");
-      assert.equal(s2.state, "up");
-      assert.equal(s1.reconnects, 0);
-      assert.equal(s2.reconnects, 0);
-      // Every frame one end wrote, the other read: there is no second socket carrying some of them.
-      assert.equal(s1.framesOut, s2.framesIn);
-      assert.equal(s1.framesIn, s2.framesOut);
-      assert.equal(s1.messagesOut, s2.messagesIn);
-      assert.equal(s1.messagesIn, s2.messagesOut);
-      assert.equal(s1.bytesOut, s2.bytesIn);
-      assert.equal(s1.bytesIn, s2.bytesOut);
-      assert.ok(s1.messagesOut >= 50 + 1, `messagesOut ${s1.messagesOut}`);
+      const expectedDials = pairs.map(([x, y]) =>
+        x.grid.connection(y.url).dialer ? `${x.url} -> ${y.url}/grid/v1` : `${y.url} -> ${x.url}/grid/v1`
+      );
+      assert.deepEqual([...dials].sort(), expectedDials.sort(), "one dial per pair, by its dialer");
+      for (const [x, y] of pairs) {
+        const sx = x.grid.stats().connections[y.url];
+        const sy = y.grid.stats().connections[x.url];
+        assert.equal(sx.state, "up");
+        assert.equal(sy.state, "up");
+        assert.equal(sx.reconnects, 0);
+        assert.equal(sy.reconnects, 0);
+        // Every frame one end wrote, the other read: no second socket carried some of them.
+        assert.equal(sx.framesOut, sy.framesIn);
+        assert.equal(sx.framesIn, sy.framesOut);
+        assert.equal(sx.messagesOut, sy.messagesIn);
+        assert.equal(sx.messagesIn, sy.messagesOut);
+        assert.equal(sx.bytesOut, sy.bytesIn);
+        assert.equal(sx.bytesIn, sy.bytesOut);
+        assert.ok(sx.messagesOut >= 25, `messagesOut ${sx.messagesOut}`);
+      }
     } finally {
-      await stopNode(n1);
-      await stopNode(n2);
+      for (const n of nodes) await stopNode(n);
     }
   });
 });

@@ -225,10 +225,10 @@ describe("locks: DistributedLock on three nodes", () => {
   });
 
   it("a refreshing holder keeps its lock past the expiry time", TEST, async () => {
-    const { nodes } = await cluster({ expireAfterMs: 400, sweepMs: 50 });
+    const { nodes } = await cluster({ expireAfterMs: 800, sweepMs: 50 });
     const holder = mutex(nodes[0], ["fresh"], 100);
     const { lost } = await holder.lock(QUICK);
-    await new Promise((r) => setTimeout(r, 1_000));
+    await new Promise((r) => setTimeout(r, 1_500));
     assert.equal(lost.aborted, false);
     await rejectsTimeout(mutex(nodes[1], ["fresh"]).lock(QUICK));
     await holder.unlock();

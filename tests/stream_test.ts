@@ -403,6 +403,19 @@ describe("streams between two Managers", () => {
       await expectIdle(p);
     });
 
+    it("keeps 100 concurrent streams apart, with single requests interleaved", async () => {
+      const streams = await Promise.all(Array.from({ length: 100 }, () => p.ab.newStream("echo.cap16", EMPTY)));
+      await withTimeout(
+        Promise.all([
+          ...streams.map((st) => Promise.all([writeAll(st.requests!, 100), expectMessages(st.responses, 100)])),
+          hundredRequests(p.ab),
+          hundredRequests(p.ba),
+        ]),
+        "concurrent streams",
+      );
+      await expectIdle(p);
+    });
+
     it("delivers 10,000 requests to the handler in order and intact", async () => {
       const st = await p.ab.newStream("consume", EMPTY);
       const [, answers] = await withTimeout(Promise.all([writeAll(st.requests!, 10_000), readAll(st.responses)]), "consume");

@@ -466,11 +466,15 @@ function pause(msec: number): Promise<void> {
   });
 }
 
+let chaosNote = "";
+
 async function killAndRestart(n: DemoNode): Promise<void> {
   await pause(opts.duration * 300);
   if (stopping) return;
   console.log(`\n>>> kill -9 ${label(n)} (pid ${n.child?.pid}): locking must continue on the quorum of ${opts.nodes - 1}\n`);
   n.killed = true;
+  const killedAt = elapsed();
+  chaosNote = `${label(n)} killed at ${killedAt.toFixed(1)} s, not restarted before the end`;
   killGroup(n, "SIGKILL");
   await n.exited;
   await pause(opts.duration * 200);
@@ -501,6 +505,7 @@ async function killAndRestart(n: DemoNode): Promise<void> {
   };
   n.report = null;
   if (await peersUp()) {
+    chaosNote = `${label(n)} killed at ${killedAt.toFixed(1)} s, restarted and rejoined the grid in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
     console.log(`\n>>> ${label(n)} rejoined after ${((performance.now() - t0) / 1000).toFixed(1)} s: all peers up, locking again\n`);
   }
 }
@@ -546,6 +551,7 @@ function summary(): number {
   console.log("\n======== summary ========");
   console.log(`nodes:               ${nodes.map(label).join(", ")}${opts.killOne ? " (one killed and restarted midway)" : ""}`);
   console.log(`duration:            ${secs.toFixed(1)} s${interrupted ? " (interrupted)" : ""}`);
+  if (chaosNote !== "") console.log(`--kill-one:          ${chaosNote}`);
   console.log(`completed operations: ${totals.ops} (${totals.writeOps} write, ${totals.readOps} read), ${(totals.ops / secs).toFixed(0)} ops/s`);
   console.log(`acquire latency:     p50 ${ms(percentile(sorted, 0.5))}, p99 ${ms(percentile(sorted, 0.99))}, max ${ms(sorted.at(-1) ?? NaN)}`);
   console.log(`contention:          ${totals.retries} retried attempts, ${totals.timeouts} timeouts, ${totals.lost} lost locks, ${totals.errors} errors`);

@@ -11,9 +11,13 @@ import { CLIENT_JS, PAGE_HTML, PAGE_JS } from "./_bundle.ts";
 
 /** The slice of a Manager the page needs: its name, the other nodes and the grid path. */
 export interface AdminPageGrid {
+  /** The node serving the page (its grid URL). */
   readonly local: string;
+  /** Every node of the grid; the page follows each one. */
   readonly hosts: readonly string[];
+  /** The grid endpoint's path, to which the page's clients connect. */
   readonly path: string;
+  /** The page's clients ping as often as the grid does. */
   readonly settings?: { readonly pingInterval: number };
 }
 

@@ -35,6 +35,7 @@
  */
 
 export * from "./lock_args.ts";
+export * from "./lock_args_msgpack.ts";
 export * from "./lock_table.ts";
 export * from "./server.ts";
 export * from "./client.ts";

@@ -12,14 +12,15 @@ const Scan = defineStream<{ prefix: string }, { key: string }, { key: string; si
 
 /** Call sites with wrong types. */
 export async function wrongCallSites(grid: Manager, conn: Connection): Promise<void> {
-  await conn.request(Lookup, { key: 1 }); // error: TS2322
-  await conn.request(Lookup, { name: "a" }); // error: TS2353
+  await conn.request(Lookup, { key: 1 }); // error: TS2769
+  await conn.request(Lookup, { name: "a" }); // error: TS2769
   const bad: { value: number } = await conn.request(Lookup, { key: "a" }); // error: TS2322
   await conn.request("raw.echo", { key: "a" }); // error: TS2769
-  grid.handle(Lookup, ({ key }) => ({ value: key.length })); // error: TS2322
+  grid.handle(Lookup, ({ key }) => ({ value: key.length })); // error: TS2769
 
-  const st = await conn.newStream(Watch, { prefix: 5 }); // error: TS2322
-  await st.requests?.getWriter().write({ key: "a" }); // error: TS2322
+  await conn.newStream(Watch, { prefix: 5 }); // error: TS2769
+  const st = await conn.newStream(Watch, { prefix: "a/" });
+  await st.requests?.getWriter().write({ key: "a" }); // error: TS2345
   for await (const ev of st.responses) ev.size; // error: TS2339
   await conn.newStream(Scan, "a/"); // error: TS2769
 

@@ -38,6 +38,7 @@ export async function callSites(grid: Manager, conn: Connection): Promise<void> 
   grid.handle(Lookup, async ({ key }, ctx) => {
     expectType<Equal<typeof key, string>>();
     expectType<Equal<typeof ctx, CallContext>>();
+    await Promise.resolve();
     return { value: key.length > 0 ? key : null };
   }, { readOnly: true });
   grid.handle(Sum, ({ a, b }) => ({ sum: a + b }));
@@ -72,7 +73,7 @@ export async function callSites(grid: Manager, conn: Connection): Promise<void> 
     }
     await call.responses.getWriter().write({ written });
   });
-  grid.handleStream("raw.tail", async (call) => {
+  grid.handleStream("raw.tail", (call) => {
     expectType<Equal<typeof call, StreamCall<Uint8Array, Uint8Array, Uint8Array>>>();
   }, { inCapacity: 16, outCapacity: 16 });
 
