@@ -29,6 +29,7 @@ import {
   OP_HELLO,
   OP_NAMES,
   OP_PING,
+  OP_PONG,
   OP_REQUEST,
   OP_RESPONSE,
   OP_WELCOME,
@@ -525,7 +526,7 @@ describe("hostile connections to a served Manager", () => {
           assert.ok(got !== null, `socket closed while waiting for op ${op} on mux ${mux}`);
           for (const m of decodeFrame(got, MAX_BYTES)) {
             if (m.op === OP_PING) {
-              raw.send(encodeMessage({ op: 4, flags: 0, mux: 0, seq: 0, deadline: 0, route: null, payload: m.payload.slice() }));
+              raw.send(encodeMessage({ op: OP_PONG, flags: 0, mux: 0, seq: 0, deadline: 0, route: null, payload: m.payload.slice() }));
               continue;
             }
             if (m.mux === mux && m.op === op) return m;

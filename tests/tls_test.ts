@@ -3,21 +3,22 @@
  * on `wss://` hosts served with `tls: { cert, key }`, peers and the read-only Client over
  * wss, and a certificate from another CA refused. Skipped when openssl is missing.
  *
- * How the CA reaches each runtime's client side: outgoing sockets come from a `webSocket`
- * factory (Manager and Client option) opening the `ws` package's client with `{ ca }`;
- * `ws` runs on `node:tls` in Node, on Deno's node:tls (rustls, given the CA as an extra
- * root) and on Bun's node:tls (BoringSSL). On Bun the runtime's own WebSocket is also
- * tested: it takes the CA as `new WebSocket(url, { tls: { ca } })`. (Deno's and Node's
- * global WebSocket take no CA per socket; there it is process-wide: `DENO_CERT` /
- * `--cert` for Deno, `NODE_EXTRA_CA_CERTS` for Node, both read at start-up only.)
+ * How the CA reaches each runtime's client side:
+ * - Grid dials and the Client, in process, on all three: a `webSocket` factory (Manager and
+ *   Client option) opening the `ws` package's client with `{ ca }`; `ws` runs on Node's
+ *   node:tls, Deno's node:tls (rustls, the CA as an extra root) and Bun's (BoringSSL).
+ * - The runtime's own global WebSocket, in a child process of the same runtime: Deno reads
+ *   `DENO_CERT` (same as `--cert`), Node and Bun read `NODE_EXTRA_CA_CERTS`, at start-up only.
+ * - Bun's global WebSocket also takes it per socket: `new WebSocket(url, { tls: { ca } })`.
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import process from "node:process";
 import { WebSocket as WsClient } from "ws";
 import { GridError, Manager, shouldDial } from "../mod.ts";
 import type { GridSocket, GridStats } from "../mod.ts";
@@ -86,6 +87,32 @@ function dialerTrusting(ca: string | undefined): (url: string) => GridSocket {
 /** A dial that never came up: waitForConnect gave up (timeout) or saw the socket fail (disconnected). */
 function refusedDial(e: unknown): boolean {
   return e instanceof GridError && (e.code === "timeout" || e.code === "disconnected");
+}
+
+/**
+ * Opens the runtime's own global WebSocket to `url` in a child process of this runtime,
+ * with `env` added (the runtime's start-up way to trust a CA), and returns what it printed:
+ * "open" or "error".
+ */
+function childAttempt(dir: string, url: string, env: Record<string, string>): Promise<string> {
+  const script = join(dir, "child_ws.mjs");
+  writeFileSync(
+    script,
+    `const ws = new WebSocket(${JSON.stringify(url)});
+const t = setTimeout(() => { console.log("timeout"); ws.close(); }, 8000);
+ws.onopen = () => { clearTimeout(t); console.log("open"); ws.close(); };
+ws.onerror = () => { clearTimeout(t); console.log("error"); };
+`,
+  );
+  const args = runtime === "deno" ? ["run", "--no-config", "--allow-net", script] : [script];
+  const clean: Record<string, string | undefined> = { ...process.env, DENO_CERT: undefined, NODE_EXTRA_CA_CERTS: undefined };
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, args, { cwd: dir, env: { ...clean, ...env }, timeout: 20_000 }, (err, stdout) => {
+      const out = String(stdout).trim().split("\n")[0] ?? "";
+      if (out === "" && err) reject(err);
+      else resolve(out);
+    });
+  });
 }
 
 /** Resolves "open" or "error" for a plain socket attempt. */
@@ -176,6 +203,17 @@ describe(`TLS (wss://) on ${runtime}`, () => {
     const stats = await c.request("grid.stats", undefined, { waitForConnect: true, timeout: WAIT_MS }) as GridStats;
     assert.equal(stats.local, hosts[1]);
     assert.equal(await attempt(new BunWs(`${hosts[1]}/grid/v1`, { tls: { ca: rogue.ca } })), "error");
+  });
+
+  it(`${runtime}'s own WebSocket trusts the CA handed over at start-up (${runtime === "deno" ? "DENO_CERT" : "NODE_EXTRA_CA_CERTS"})`, {
+    skip,
+  }, async () => {
+    const caFile = join(dir, "good-ca.pem");
+    const env = runtime === "deno" ? "DENO_CERT" : "NODE_EXTRA_CA_CERTS";
+    const url = `${hosts[0]}/grid/v1`;
+    assert.equal(await childAttempt(dir, url, { [env]: caFile }), "open");
+    assert.equal(await childAttempt(dir, url, {}), "error");
+    assert.equal(await childAttempt(dir, url, { [env]: join(dir, "rogue-ca.pem") }), "error");
   });
 
   it("a certificate from another CA is refused (peer dial, Client, plain socket)", { skip }, async () => {
