@@ -3,7 +3,9 @@
  * raw WebSocket echo baseline, on Deno, Bun and Node (binaries from
  * node_modules/.bin), server and client in separate processes of the same
  * runtime. Cases are interleaved within each round (raw, wsgrid, raw, wsgrid…)
- * and the table reports medians over rounds plus the ratio to the baseline.
+ * and the table reports medians over rounds plus the ratio to the baseline
+ * (ratio of the medians, and the median of the per-round ratios, which is less
+ * sensitive to load that drifts during the run).
  * Results are also written to `.bench/results.json`.
  *
  * Where the two processes run matters most at concurrency 1: on the same CPU a
@@ -251,7 +253,7 @@ function summarize(runs: Run[], runtimes: Runtime[], all: readonly BenchCase[]):
 }
 
 function printTable(rows: Row[]): void {
-  const head = ["runtime", "case", "conc", "rps (median)", "p50 ms", "p99 ms", "ratio-to-raw", "rps min-max"];
+  const head = ["runtime", "case", "conc", "rps (median)", "p50 ms", "p99 ms", "ratio-to-raw", "paired ratio", "rps min-max"];
   const body = rows.map((r) => [
     r.runtime,
     r.case,
@@ -260,6 +262,7 @@ function printTable(rows: Row[]): void {
     r.p50 === null ? "-" : r.p50.toFixed(3),
     r.p99 === null ? "-" : r.p99.toFixed(3),
     r.ratio === null ? "-" : r.ratio.toFixed(2),
+    r.pairedRatio === null ? "-" : r.pairedRatio.toFixed(2),
     r.rpsMin === null || r.rpsMax === null ? "-" : `${fmtInt(r.rpsMin)}-${fmtInt(r.rpsMax)}`,
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
