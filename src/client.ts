@@ -113,7 +113,15 @@ export class Client extends EventTarget {
       registry: new HandlerRegistry(),
       handlerStats: new HandlerStatsTable(),
       makeHello: (_remote: string, nonce: string): Promise<Hello> =>
-        Promise.resolve({ kind: "admin", v: PROTOCOL_VERSION, token: this.token, t: Date.now(), nonce }),
+        Promise.resolve({
+          kind: "admin",
+          v: PROTOCOL_VERSION,
+          token: this.token,
+          t: Date.now(),
+          nonce,
+          max: settings.maxMessageBytes,
+          ping: settings.pingInterval,
+        }),
       // A read-only client holds no secret, so the node cannot prove one; TLS authenticates the node.
       checkWelcome: (_remote: string, w: Welcome) => Promise.resolve(w.ok),
       openSocket: (target: string) => this.factory ? this.factory(target) : new WebSocket(target) as GridSocket,

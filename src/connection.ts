@@ -21,7 +21,7 @@ import { MuxCallee } from "./mux/callee.ts";
 import { downError, MuxCaller } from "./mux/caller.ts";
 import { clampTimeout } from "./mux/wire.ts";
 import type { Message } from "./protocol/frame.ts";
-import { decodeWelcome, encodeHandshake, type Hello, randomId, type Welcome } from "./protocol/handshake.ts";
+import { decodeWelcome, encodeHandshake, type Hello, type PeerLimits, randomId, type Welcome } from "./protocol/handshake.ts";
 import { OP_HELLO, OP_WELCOME } from "./protocol/ops.ts";
 import { type GridSocket, SOCKET_OPEN } from "./socket.ts";
 import type { HandlerStatsTable } from "./stats/handler_stats.ts";
@@ -94,6 +94,10 @@ export class Connection {
   private everUp = false;
   /** The last connection or handshake error. */
   lastError: GridError | null = null;
+  /** Largest payload we send: the smaller of our and the remote's maxMessageBytes. */
+  private sendLimit: number;
+  /** The remote's ping interval; a stream the caller stopped pinging for 2 of them (+1 s) is dropped. */
+  private remotePing: number;
 
   /** @internal Built by the Manager or Client. */
   constructor(owner: ConnectionOwner, remote: string, url: string, dialer: boolean, readOnly = false) {
@@ -102,10 +106,22 @@ export class Connection {
     this.url = url;
     this.dialer = dialer;
     const s = owner.settings;
-    this.caller = new MuxCaller({ remote, maxPayload: s.maxMessageBytes, pingInterval: s.pingInterval });
+    this.sendLimit = s.maxMessageBytes;
+    this.remotePing = s.pingInterval;
+    // The mux hosts read the limit negotiated at each handshake.
+    const self = this;
+    this.caller = new MuxCaller({
+      remote,
+      get maxPayload() {
+        return self.sendLimit;
+      },
+      pingInterval: s.pingInterval,
+    });
     this.callee = new MuxCallee({
       remote,
-      maxPayload: s.maxMessageBytes,
+      get maxPayload() {
+        return self.sendLimit;
+      },
       readOnly,
       registry: owner.registry,
       handlerStats: owner.handlerStats,
@@ -154,10 +170,10 @@ export class Connection {
     if (!(payload instanceof Uint8Array)) {
       return Promise.reject(new TypeError(`Cannot send request "${name}": payload must be a Uint8Array`));
     }
-    if (payload.length > this.owner.settings.maxMessageBytes) {
+    if (payload.length > this.sendLimit) {
       return Promise.reject(
         new PayloadTooLargeError(
-          `Cannot send request "${name}": payload of ${payload.length} bytes exceeds maxMessageBytes ${this.owner.settings.maxMessageBytes}`,
+          `Cannot send request "${name}": payload of ${payload.length} bytes exceeds maxMessageBytes ${this.sendLimit}`,
         ),
       );
     }
@@ -207,9 +223,9 @@ export class Connection {
       ? { request: raw as Codec<unknown>, response: raw as Codec<unknown> }
       : { request: handler.request as Codec<unknown>, response: handler.response as Codec<unknown> };
     if (!(bytes instanceof Uint8Array)) throw new TypeError(`Cannot open stream "${name}": payload must be a Uint8Array`);
-    if (bytes.length > this.owner.settings.maxMessageBytes) {
+    if (bytes.length > this.sendLimit) {
       throw new PayloadTooLargeError(
-        `Cannot open stream "${name}": payload of ${bytes.length} bytes exceeds maxMessageBytes ${this.owner.settings.maxMessageBytes}`,
+        `Cannot open stream "${name}": payload of ${bytes.length} bytes exceeds maxMessageBytes ${this.sendLimit}`,
       );
     }
     const signal = options?.signal;
@@ -294,10 +310,10 @@ export class Connection {
     const s = this.owner.settings;
     while (this.stateValue !== "closed") {
       try {
-        const { link, id } = await this.dial();
+        const { link, id, limits } = await this.dial();
         attempt = 0;
         await new Promise<void>((resolve) => {
-          this.adopt(link, id, resolve);
+          this.adopt(link, id, resolve, limits);
         });
       } catch (e) {
         const err = e instanceof GridError ? e : new DisconnectedError(`Cannot connect to "${this.remote}"`, { cause: e });
@@ -320,7 +336,7 @@ export class Connection {
   }
 
   /** Opens a socket, sends the hello and waits for the welcome. */
-  private async dial(): Promise<{ link: Link; id: string }> {
+  private async dial(): Promise<{ link: Link; id: string; limits: PeerLimits }> {
     const s = this.owner.settings;
     const socket = this.owner.openSocket(this.url);
     this.dialSocket = socket;
@@ -401,7 +417,7 @@ export class Connection {
         link.close(this.closedError());
         throw this.closedError();
       }
-      return { link, id: welcome.id };
+      return { link, id: welcome.id, limits: { max: welcome.max, ping: welcome.ping } };
     } finally {
       this.dialSocket = null;
     }
@@ -414,7 +430,7 @@ export class Connection {
    * @internal Takes over an authenticated link. A previous link is dropped
    * (its calls fail). `onClosed` runs when this link closes.
    */
-  adopt(link: Link, remoteId: string, onClosed?: () => void): void {
+  adopt(link: Link, remoteId: string, onClosed?: () => void, limits: PeerLimits = {}): void {
     if (link.closed) {
       this.early = [];
       onClosed?.();
@@ -441,6 +457,9 @@ export class Connection {
       },
     };
     link.startPing(this.owner.settings.pingInterval);
+    const s = this.owner.settings;
+    this.sendLimit = Math.min(s.maxMessageBytes, limits.max ?? s.maxMessageBytes);
+    this.remotePing = limits.ping ?? s.pingInterval;
     const restarted = this.remoteId !== null && this.remoteId !== remoteId;
     this.remoteId = remoteId;
     if (this.everUp) this.reconnectCount++;
@@ -449,7 +468,11 @@ export class Connection {
     this.stateValue = "up";
     const interval = this.owner.settings.pingInterval;
     if (this.tickTimer === undefined) {
-      this.tickTimer = setInterval(() => this.caller.tick(performance.now()), Math.max(10, interval / 2));
+      this.tickTimer = setInterval(() => {
+        const now = performance.now();
+        this.caller.tick(now);
+        this.callee.tick(now, 2 * this.remotePing + 1000);
+      }, Math.max(10, interval / 2));
     }
     for (const w of [...this.waiters]) w.resolve();
     if (restarted) this.owner.notify("restart", this);

@@ -13,6 +13,7 @@ import { HandlerRegistry, RAW_STREAM_CODECS, type StreamEntry } from "./handlers
 import { Link } from "./link.ts";
 import type { Message } from "./protocol/frame.ts";
 import {
+  type AdminHello,
   decodeHello,
   encodeHandshake,
   type Hello,
@@ -51,6 +52,11 @@ export interface AdminOptions {
    * @default 16
    */
   maxConnections?: number;
+  /**
+   * Admin handshakes accepted per second (bursts of twice as many); more are refused.
+   * @default 20
+   */
+  maxHandshakesPerSecond?: number;
 }
 
 /** Options of {@link Manager}. */
@@ -165,6 +171,7 @@ export class Manager extends EventTarget implements SocketAcceptor, ConnectionOw
   private readonly seenNonces = new Map<string, number>();
   private readonly started = performance.now();
   private handshakes = 0;
+  private readonly adminBucket = { tokens: 0, at: 0 };
   private closed = false;
 
   constructor(options: ManagerOptions) {
@@ -370,7 +377,8 @@ export class Manager extends EventTarget implements SocketAcceptor, ConnectionOw
   /** @internal */
   async makeHello(remote: string, nonce: string): Promise<Hello> {
     const h = { kind: "peer" as const, v: PROTOCOL_VERSION, from: this.local, to: remote, id: this.instanceId, t: Date.now(), nonce };
-    return { ...h, mac: await sign(await this.key, helloSigningText(h)) };
+    const limits = { max: this.settings.maxMessageBytes, ping: this.settings.pingInterval };
+    return { ...h, mac: await sign(await this.key, helloSigningText(h)), ...limits };
   }
 
   /** @internal */
@@ -450,7 +458,7 @@ export class Manager extends EventTarget implements SocketAcceptor, ConnectionOw
     // Nonces are remembered only once the hello is authenticated, so unauthenticated hellos
     // can neither burn a genuine hello's nonce nor fill the replay table (which refuses
     // everything when full).
-    if (hello.kind === "admin") return this.acceptAdmin(link, hello.token, hello.nonce);
+    if (hello.kind === "admin") return this.acceptAdmin(link, hello);
     const conn = this.connections.get(hello.from);
     if (conn === undefined) return this.refuse(link, "unauthorized", `host "${hello.from}" is not in this grid`);
     if (hello.to !== this.local) return this.refuse(link, "unauthorized", `hello is addressed to "${hello.to}", this is "${this.local}"`);
@@ -464,15 +472,27 @@ export class Manager extends EventTarget implements SocketAcceptor, ConnectionOw
     const rule = dialRuleCheck(hello.from, this.local);
     if (rule !== null) return this.refuse(link, "protocol", rule);
     if (link.closed || this.closed) return;
-    const w = { ok: true, v: PROTOCOL_VERSION, id: this.instanceId, from: this.local, t: Date.now(), code: "", reason: "" };
+    const w = {
+      ok: true,
+      v: PROTOCOL_VERSION,
+      id: this.instanceId,
+      from: this.local,
+      t: Date.now(),
+      code: "",
+      reason: "",
+      max: this.settings.maxMessageBytes,
+      ping: this.settings.pingInterval,
+    };
     const welcome: Welcome = { ...w, mac: await sign(key, welcomeSigningText(w, hello.nonce)) };
     if (link.closed || this.closed) return;
     link.send({ op: OP_WELCOME, flags: 0, mux: 0, seq: 0, deadline: 0, route: null, payload: encodeHandshake(welcome) });
-    conn.adopt(link, hello.id);
+    conn.adopt(link, hello.id, undefined, hello);
   }
 
-  private async acceptAdmin(link: Link, token: string, nonce: string): Promise<void> {
+  private async acceptAdmin(link: Link, hello: AdminHello): Promise<void> {
+    const { token, nonce } = hello;
     const admin = this.admin;
+    if (!this.takeAdminHandshake()) return this.refuse(link, "unauthorized", "too many admin handshakes; try again later");
     let ok = false;
     if (admin !== undefined) {
       if (admin.tokens !== undefined) ok = admin.tokens.some((t) => constantTimeEqual(t, token));
@@ -492,12 +512,35 @@ export class Manager extends EventTarget implements SocketAcceptor, ConnectionOw
     if (link.closed || this.closed) return;
     const conn = new Connection(this, "admin", "", false, true);
     this.adminConnections.add(conn);
-    const w = { ok: true, v: PROTOCOL_VERSION, id: this.instanceId, from: this.local, t: Date.now(), code: "", reason: "", mac: "" };
+    const w = {
+      ok: true,
+      v: PROTOCOL_VERSION,
+      id: this.instanceId,
+      from: this.local,
+      t: Date.now(),
+      code: "",
+      reason: "",
+      mac: "",
+      max: this.settings.maxMessageBytes,
+      ping: this.settings.pingInterval,
+    };
     link.send({ op: OP_WELCOME, flags: 0, mux: 0, seq: 0, deadline: 0, route: null, payload: encodeHandshake(w) });
     conn.adopt(link, "admin", () => {
       conn.close();
       this.adminConnections.delete(conn);
-    });
+    }, hello);
+  }
+
+  /** Token bucket for admin handshakes: `maxHandshakesPerSecond`, bursts of twice that. */
+  private takeAdminHandshake(): boolean {
+    const rate = this.admin?.maxHandshakesPerSecond ?? 20;
+    const now = performance.now();
+    const b = this.adminBucket;
+    b.tokens = Math.min(2 * rate, b.tokens + ((now - b.at) / 1000) * rate);
+    b.at = now;
+    if (b.tokens < 1) return false;
+    b.tokens--;
+    return true;
   }
 
   private refuse(link: Link, code: string, reason: string): void {

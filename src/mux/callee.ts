@@ -221,6 +221,14 @@ export class MuxCallee {
     st.run();
   }
 
+  /**
+   * Drops streams whose caller sent nothing (not even a stream ping) for
+   * `silenceMs`: the caller lost them while the connection stayed up.
+   */
+  tick(now: number, silenceMs: number): void {
+    for (const st of this.streams.values()) st.tick(now, silenceMs);
+  }
+
   /** Aborts every call served on `link` (all when null): the caller is gone. */
   failAll(err: GridError, link: Link | null = null): void {
     for (const r of [...this.requests.values()]) {

@@ -20,6 +20,10 @@ export interface PeerHello {
   t: number;
   nonce: string;
   mac: string;
+  /** The sender's maxMessageBytes: the other side sends nothing larger. */
+  max?: number;
+  /** The sender's ping interval, ms: the other side expects stream pings this often. */
+  ping?: number;
 }
 
 /** Hello from a read-only client. */
@@ -29,6 +33,8 @@ export interface AdminHello {
   token: string;
   t: number;
   nonce: string;
+  max?: number;
+  ping?: number;
 }
 
 /** Either kind of hello. */
@@ -44,6 +50,8 @@ export interface Welcome {
   mac: string;
   code: string;
   reason: string;
+  max?: number;
+  ping?: number;
 }
 
 function field<T extends string | number>(o: Record<string, unknown>, k: string, type: "string" | "number"): T {
@@ -53,6 +61,15 @@ function field<T extends string | number>(o: Record<string, unknown>, k: string,
     throw new ProtocolError(`Cannot decode handshake: field "${k}" is too long`);
   }
   return v as T;
+}
+
+function optionalLimit(o: Record<string, unknown>, k: string): number | undefined {
+  const v = o[k];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "number" || !Number.isFinite(v) || v < 1) {
+    throw new ProtocolError(`Cannot decode handshake: field "${k}" must be a positive number`);
+  }
+  return v;
 }
 
 function decodeObject(bytes: Uint8Array): Record<string, unknown> {
@@ -70,7 +87,17 @@ function decodeObject(bytes: Uint8Array): Record<string, unknown> {
 
 /** Encodes a hello or welcome. */
 export function encodeHandshake(h: Hello | Welcome): Uint8Array {
-  return pack(h);
+  const o: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(h)) if (v !== undefined) o[k] = v;
+  return pack(o);
+}
+
+/** What each side learns of the other's limits in the handshake. */
+export interface PeerLimits {
+  /** The remote's maxMessageBytes. */
+  max?: number;
+  /** The remote's ping interval, ms. */
+  ping?: number;
 }
 
 /** Decodes and validates a hello. @throws {ProtocolError} */
@@ -88,10 +115,20 @@ export function decodeHello(bytes: Uint8Array): Hello {
       t: field(o, "t", "number"),
       nonce: field(o, "nonce", "string"),
       mac: field(o, "mac", "string"),
+      max: optionalLimit(o, "max"),
+      ping: optionalLimit(o, "ping"),
     };
   }
   if (kind === "admin") {
-    return { kind, v, token: field(o, "token", "string"), t: field(o, "t", "number"), nonce: field(o, "nonce", "string") };
+    return {
+      kind,
+      v,
+      token: field(o, "token", "string"),
+      t: field(o, "t", "number"),
+      nonce: field(o, "nonce", "string"),
+      max: optionalLimit(o, "max"),
+      ping: optionalLimit(o, "ping"),
+    };
   }
   throw new ProtocolError(`Cannot decode handshake: unknown hello kind`);
 }
@@ -109,6 +146,8 @@ export function decodeWelcome(bytes: Uint8Array): Welcome {
     mac: field(o, "mac", "string"),
     code: field(o, "code", "string"),
     reason: field(o, "reason", "string"),
+    max: optionalLimit(o, "max"),
+    ping: optionalLimit(o, "ping"),
   };
 }
 

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { GridError, PayloadTooLargeError, ProtocolError, TimeoutError } from "../errors.ts";
+import { DisconnectedError, GridError, PayloadTooLargeError, ProtocolError, TimeoutError } from "../errors.ts";
 import type { StreamEntry } from "../handlers/registry.ts";
 import type { Link } from "../link.ts";
 import type { Message } from "../protocol/frame.ts";
@@ -59,6 +59,7 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
   private requestsCanceled = false;
   private done = false;
   private timer: ReturnType<typeof setTimeout> | undefined;
+  private lastHeard = performance.now();
 
   constructor(m: Message, entry: StreamEntry, link: Link, host: CalleeHost, onDone: (s: CalleeStream, ok: boolean) => void) {
     this.id = m.mux;
@@ -201,6 +202,7 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
   /** Handles a caller → callee message for this stream. */
   onMessage(m: Message): void {
     if (this.done) return;
+    this.lastHeard = performance.now();
     switch (m.op) {
       case OP_STREAM_REQ: {
         if (this.reqCtrl === null || this.requestsEnded) return this.violation("request message not expected");
@@ -233,6 +235,15 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
       default:
         return this.violation(`unexpected op ${m.op}`);
     }
+  }
+
+  /** Ends the stream when the caller has been silent for `silenceMs` (it pings every interval). */
+  tick(now: number, silenceMs: number): void {
+    if (this.done || now - this.lastHeard <= silenceMs) return;
+    const err = new DisconnectedError(
+      `Stream "${this.entry.name}" from "${this.remote}" lost: no message or ping for ${Math.round(now - this.lastHeard)} ms`,
+    );
+    this.end(errorMessage(this.id, "disconnected", err.message), false, err);
   }
 
   private violation(what: string): void {
