@@ -16,6 +16,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { leafTests } from "./_junit.mjs";
+import { installReason } from "./_deps.mjs";
 import { runGroup } from "./_process.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -57,7 +58,37 @@ const CHECKS = [
         .map((name) => path.join("tests", name)),
     ],
   },
+  {
+    // Every entry point of deno.json `exports`: JSDoc on public symbols, no private type refs,
+    // explicit types (what JSR's score and `deno publish` check).
+    name: "doc lint",
+    cmd: "deno",
+    args: () => ["doc", "--lint", ...denoExports()],
+  },
+  // Slow types, publish.include and the exports map, as JSR would check them; runs offline (the
+  // npm dependencies resolve from node_modules; nothing is uploaded).
+  { name: "publish dry run", cmd: "deno", args: ["publish", "--dry-run", "--allow-dirty", "--quiet"] },
+  // The suites of scripts/test_npm_build.mjs (grid, stream, typed, admin, locks) run against the
+  // built npm package (`npm/`, rebuilt when stale) instead of the sources; one check per runtime.
+  {
+    name: "npm build: tests on node",
+    cmd: "node",
+    args: ["scripts/test_npm_build.mjs", "--runtime", "node"],
+    after: true,
+  },
+  {
+    name: "npm build: tests on bun",
+    cmd: "node",
+    args: ["scripts/test_npm_build.mjs", "--runtime", "bun"],
+    after: true,
+  },
 ];
+
+/** The source files of deno.json `exports`. */
+function denoExports() {
+  const exportsMap = JSON.parse(fs.readFileSync(path.join(ROOT, "deno.json"), "utf8")).exports ?? {};
+  return Object.values(typeof exportsMap === "string" ? { ".": exportsMap } : exportsMap);
+}
 
 const CHECK_NAMES = CHECKS.map((c) => c.name).join(", ");
 const USAGE = `Usage: node scripts/run_tests.mjs [options] [filter...]
@@ -158,21 +189,6 @@ function usageError(message) {
 
 // ---------------------------------------------------------------------------------------------
 // Dependencies
-
-/** Why node_modules needs (re)installing, or null when it is up to date. */
-function installReason() {
-  for (const name of RUNTIMES) {
-    if (!fs.existsSync(path.join(BIN, name))) return `node_modules/.bin/${name} is missing`;
-  }
-  const lock = path.join(ROOT, "package-lock.json");
-  const hidden = path.join(ROOT, "node_modules", ".package-lock.json");
-  if (!fs.existsSync(lock)) return null;
-  if (!fs.existsSync(hidden)) return "node_modules/.package-lock.json is missing";
-  if (fs.statSync(lock).mtimeMs > fs.statSync(hidden).mtimeMs) {
-    return "package-lock.json is newer than node_modules";
-  }
-  return null;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Processes

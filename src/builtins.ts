@@ -4,17 +4,15 @@
  *
  * @module
  */
-import { defineSingle, defineStream } from "./handlers/define.ts";
+import { defineSingle, defineStream, type SingleDefinition, type StreamDefinition } from "./handlers/define.ts";
 import type { GridStats } from "./types.ts";
 import type { Manager } from "./manager.ts";
 
 /** `grid.stats`: this node's statistics. */
-export const GridStatsHandler = defineSingle<undefined | null, GridStats>("grid.stats");
+export const GridStatsHandler: SingleDefinition<undefined | null, GridStats> = defineSingle("grid.stats");
 /** `grid.watch`: statistics every `intervalMs` (at least 100 ms). */
-export const GridWatchHandler = defineStream<{ intervalMs?: number } | undefined | null, never, GridStats>(
-  "grid.watch",
-  { inCapacity: 0, outCapacity: 4 },
-);
+export const GridWatchHandler: StreamDefinition<{ intervalMs?: number } | undefined | null, never, GridStats> =
+  defineStream("grid.watch", { inCapacity: 0, outCapacity: 4 });
 
 /** Registers the built-in handlers on `grid`. */
 export function registerBuiltins(grid: Manager): void {

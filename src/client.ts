@@ -83,6 +83,17 @@ export class Client extends EventTarget {
   private readonly token: string;
   private readonly factory: ((url: string) => GridSocket) | undefined;
 
+  /**
+   * Creates the client and starts connecting to the node's grid URL (`ws://host:port/grid/v1`).
+   *
+   * @param url the node's grid URL, path included
+   * @param options the admin token, and optional timeouts, backoff and WebSocket factory
+   * @throws {TypeError} the URL is not ws:// or wss://, or the token is empty
+   * @example
+   * ```ts
+   * const admin = new Client("ws://127.0.0.1:9000/grid/v1", { token: "read-only token" });
+   * ```
+   */
   constructor(url: string, options: ClientOptions) {
     super();
     let u: URL;
@@ -147,7 +158,24 @@ export class Client extends EventTarget {
    * ```
    */
   request(handler: string, payload: Uint8Array, options?: CallOptions): Promise<Uint8Array>;
+  /**
+   * Calls a read-only handler through its typed definition.
+   *
+   * @example
+   * ```ts
+   * import { GridStatsHandler } from "wsgrid";
+   * const stats = await admin.request(GridStatsHandler, undefined, { waitForConnect: true });
+   * ```
+   */
   request<Req, Resp>(handler: SingleDefinition<Req, Resp>, payload: Req, options?: CallOptions): Promise<Resp>;
+  /**
+   * Calls a read-only handler by name with a msgpack payload; resolves with the decoded response.
+   *
+   * @example
+   * ```ts
+   * const stats = await admin.request("grid.stats", undefined, { timeout: 5_000 });
+   * ```
+   */
   request(handler: string, payload: unknown, options?: CallOptions): Promise<unknown>;
   request(handler: string | SingleDefinition<unknown, unknown>, payload: unknown, options?: CallOptions): Promise<unknown> {
     if (typeof handler === "string") {
@@ -166,11 +194,29 @@ export class Client extends EventTarget {
    * ```
    */
   newStream(handler: string, payload: Uint8Array, options?: CallOptions): Promise<Stream<Uint8Array, Uint8Array>>;
+  /**
+   * Opens a stream to a read-only stream handler through its typed definition.
+   *
+   * @example
+   * ```ts
+   * import { GridWatchHandler } from "wsgrid";
+   * const live = await admin.newStream(GridWatchHandler, { intervalMs: 1000 });
+   * for await (const stats of live.responses) console.log(stats.uptimeMs);
+   * ```
+   */
   newStream<P, Req, Resp>(
     handler: StreamDefinition<P, Req, Resp>,
     payload: P,
     options?: CallOptions,
   ): Promise<Stream<Req, Resp>>;
+  /**
+   * Opens a stream to a read-only stream handler by name; messages travel as msgpack.
+   *
+   * @example
+   * ```ts
+   * const live = await admin.newStream("grid.watch", { intervalMs: 1000 });
+   * ```
+   */
   newStream(handler: string, payload: unknown, options?: CallOptions): Promise<Stream<unknown, unknown>>;
   newStream(
     handler: string | StreamDefinition<unknown, unknown, unknown>,

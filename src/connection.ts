@@ -149,6 +149,15 @@ export class Connection {
    * ```
    */
   request(handler: string, payload: Uint8Array, options?: CallOptions): Promise<Uint8Array>;
+  /**
+   * Sends a typed single request: the payload and the response go through the definition's codecs.
+   *
+   * @example
+   * ```ts
+   * const Add = defineSingle<{ x: number; y: number }, number>("add");
+   * const sum = await grid.connection(host).request(Add, { x: 1, y: 2 });
+   * ```
+   */
   request<Req, Resp>(handler: SingleDefinition<Req, Resp>, payload: Req, options?: CallOptions): Promise<Resp>;
   request<Req, Resp>(
     handler: string | SingleDefinition<Req, Resp>,
@@ -166,6 +175,7 @@ export class Connection {
     return this.requestRaw(handler.name, bytes, options).then((b) => decode.decode(b));
   }
 
+  /** Sends a request with a bytes payload. */
   private requestRaw(name: string, payload: Uint8Array, options: CallOptions | undefined): Promise<Uint8Array> {
     if (!(payload instanceof Uint8Array)) {
       return Promise.reject(new TypeError(`Cannot send request "${name}": payload must be a Uint8Array`));
@@ -207,6 +217,16 @@ export class Connection {
    * ```
    */
   newStream(handler: string, payload: Uint8Array, options?: CallOptions): Promise<Stream<Uint8Array, Uint8Array>>;
+  /**
+   * Opens a typed stream: payload, requests and responses go through the definition's codecs.
+   *
+   * @example
+   * ```ts
+   * const Count = defineStream<{ to: number }, never, number>("count", { inCapacity: 0 });
+   * const st = await grid.connection(host).newStream(Count, { to: 3 });
+   * for await (const n of st.responses) console.log(n);
+   * ```
+   */
   newStream<P, Req, Resp>(
     handler: StreamDefinition<P, Req, Resp>,
     payload: P,
@@ -260,6 +280,7 @@ export class Connection {
     return this.waitUp(clampTimeout(options.timeout ?? this.owner.settings.requestTimeout), options.signal);
   }
 
+  /** Resolves when the connection is up; rejects at the timeout, on abort or on close. */
   private waitUp(timeout: number, signal: AbortSignal | undefined): Promise<void> {
     if (this.link !== null) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
@@ -283,10 +304,12 @@ export class Connection {
     });
   }
 
+  /** Whether the connection is closed for good. */
   private isClosed(): boolean {
     return this.stateValue === "closed";
   }
 
+  /** The error of a call made after close. */
   private closedError(): GridError {
     return new DisconnectedError(`Cannot call "${this.remote}": the grid is closed`);
   }
@@ -305,6 +328,7 @@ export class Connection {
     if (this.dialer) void this.dialLoop();
   }
 
+  /** Dials until connected, with backoff, and again after each loss, until closed. */
   private async dialLoop(): Promise<void> {
     let attempt = 0;
     const s = this.owner.settings;
@@ -480,6 +504,7 @@ export class Connection {
     for (const m of early) link.receiver.onMessage(m);
   }
 
+  /** Handles the loss of the current link: keeps its counters, fails its calls, marks the connection down. */
   private linkClosed(link: Link, err: GridError): void {
     const c = link.counters;
     const t = this.totals;
@@ -502,6 +527,7 @@ export class Connection {
     if (this.stateValue === "up") this.setDown();
   }
 
+  /** Marks the connection down and dispatches "disconnect". */
   private setDown(): void {
     this.stateValue = "down";
     this.owner.notify("disconnect", this);

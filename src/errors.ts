@@ -32,6 +32,8 @@ export class GridError extends Error {
   /** Stable machine-readable code. */
   readonly code: GridErrorCode | string;
   /**
+   * Creates an error with a code.
+   *
    * @param code stable machine-readable code
    * @param message human-readable message
    * @param options standard error options (`cause`)
@@ -58,6 +60,8 @@ export class RemoteError extends GridError {
   /** The `code` property of the error thrown by the remote handler, if any. */
   readonly remoteCode: string | undefined;
   /**
+   * Creates the error.
+   *
    * @param message the remote error's message
    * @param remoteCode the remote error's `code`, if any
    */
@@ -81,6 +85,8 @@ export class RemoteError extends GridError {
  */
 export class DisconnectedError extends GridError {
   /**
+   * Creates the error.
+   *
    * @param message what was lost
    * @param options standard error options (`cause`)
    */
@@ -100,7 +106,11 @@ export class DisconnectedError extends GridError {
  * ```
  */
 export class TimeoutError extends GridError {
-  /** @param message what timed out */
+  /**
+   * Creates the error.
+   *
+   * @param message what timed out
+   */
   constructor(message: string) {
     super("timeout", message);
     this.name = "TimeoutError";
@@ -117,7 +127,11 @@ export class TimeoutError extends GridError {
  * ```
  */
 export class UnknownHandlerError extends GridError {
-  /** @param message which handler is unknown */
+  /**
+   * Creates the error.
+   *
+   * @param message which handler is unknown
+   */
   constructor(message: string) {
     super("unknown-handler", message);
     this.name = "UnknownHandlerError";
@@ -135,7 +149,11 @@ export class UnknownHandlerError extends GridError {
  * ```
  */
 export class UnauthorizedError extends GridError {
-  /** @param message why access was refused (never contains a secret or token) */
+  /**
+   * Creates the error.
+   *
+   * @param message why access was refused (never contains a secret or token)
+   */
   constructor(message: string) {
     super("unauthorized", message);
     this.name = "UnauthorizedError";
@@ -152,7 +170,11 @@ export class UnauthorizedError extends GridError {
  * ```
  */
 export class PayloadTooLargeError extends GridError {
-  /** @param message the size and the limit */
+  /**
+   * Creates the error.
+   *
+   * @param message the size and the limit
+   */
   constructor(message: string) {
     super("too-large", message);
     this.name = "PayloadTooLargeError";
@@ -170,6 +192,8 @@ export class PayloadTooLargeError extends GridError {
  */
 export class ProtocolError extends GridError {
   /**
+   * Creates the error.
+   *
    * @param message what was malformed
    * @param options standard error options (`cause`)
    */

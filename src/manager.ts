@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { Connection, type ConnectionOwner, type ConnectionSettings } from "./connection.ts";
+import { Connection, type ConnectionSettings } from "./connection.ts";
 import { dialRuleCheck } from "./accept.ts";
 import { GridError, ProtocolError, UnauthorizedError } from "./errors.ts";
 import type { SingleDefinition, StreamDefinition } from "./handlers/define.ts";
@@ -53,7 +53,8 @@ export interface AdminOptions {
    */
   maxConnections?: number;
   /**
-   * Admin handshakes accepted per second (bursts of twice as many); more are refused.
+   * Admin handshakes accepted per second (bursts of twice as many); more are
+   * closed with 1013 (try again later) before their token is checked.
    * @default 20
    */
   maxHandshakesPerSecond?: number;
@@ -130,6 +131,7 @@ function checkUrl(host: string): void {
 
 /** Event detail of "connect", "disconnect" and "restart". */
 export interface GridEventDetail {
+  /** The remote host the event is about. */
   host: string;
 }
 
@@ -145,7 +147,9 @@ export interface GridEventDetail {
  * const server = await serve(grid, { port: 9000 });
  * ```
  */
-export class Manager extends EventTarget implements SocketAcceptor, ConnectionOwner {
+// Manager is also the ConnectionOwner of its connections (checked where it passes itself to
+// `new Connection`); not declared with `implements`, which would make that internal type public.
+export class Manager extends EventTarget implements SocketAcceptor {
   /** This node's name. */
   readonly local: string;
   /** Every node, local included. */
@@ -157,9 +161,9 @@ export class Manager extends EventTarget implements SocketAcceptor, ConnectionOw
   /** @internal */
   readonly settings: ConnectionSettings;
   /** @internal */
-  readonly registry = new HandlerRegistry();
+  readonly registry: HandlerRegistry = new HandlerRegistry();
   /** @internal */
-  readonly handlerStats = new HandlerStatsTable();
+  readonly handlerStats: HandlerStatsTable = new HandlerStatsTable();
   private readonly key: Promise<CryptoKey>;
   private readonly connections = new Map<string, Connection>();
   private readonly adminConnections = new Set<Connection>();
@@ -174,6 +178,18 @@ export class Manager extends EventTarget implements SocketAcceptor, ConnectionOw
   private readonly adminBucket = { tokens: 0, at: 0 };
   private closed = false;
 
+  /**
+   * Creates this node's side of the grid and starts dialing the hosts it should dial (in a
+   * task after construction). Serve it with an adapter (`serve`, `attachNode`, `bunHandlers`, ...).
+   *
+   * @param options `local`, `hosts` and `secret`, plus optional limits and admin settings
+   * @throws {TypeError} invalid options (e.g. `local` not in `hosts`, a non ws:// URL)
+   * @example
+   * ```ts
+   * const hosts = ["ws://127.0.0.1:9000", "ws://127.0.0.1:9001"];
+   * const grid = new Manager({ local: hosts[0], hosts, secret: "cluster secret" });
+   * ```
+   */
   constructor(options: ManagerOptions) {
     super();
     if (typeof options !== "object" || options === null) throw new TypeError("Cannot create Manager: options required");
@@ -256,6 +272,16 @@ export class Manager extends EventTarget implements SocketAcceptor, ConnectionOw
    * ```
    */
   handle(name: string, fn: SingleHandler, options?: HandleOptions): void;
+  /**
+   * Registers a typed single-request handler: the request and response go through the
+   * definition's codecs.
+   *
+   * @example
+   * ```ts
+   * const Add = defineSingle<{ x: number; y: number }, number>("add");
+   * grid.handle(Add, ({ x, y }) => x + y);
+   * ```
+   */
   handle<Req, Resp>(
     def: SingleDefinition<Req, Resp>,
     fn: (req: Req, ctx: CallContext) => Resp | Promise<Resp>,
@@ -298,6 +324,20 @@ export class Manager extends EventTarget implements SocketAcceptor, ConnectionOw
    * ```
    */
   handleStream(name: string, fn: StreamHandler, options?: HandleStreamOptions): void;
+  /**
+   * Registers a typed stream handler: payload, requests and responses go through the
+   * definition's codecs, and its capacities apply.
+   *
+   * @example
+   * ```ts
+   * const Count = defineStream<{ to: number }, never, number>("count", { inCapacity: 0 });
+   * grid.handleStream(Count, async (call) => {
+   *   const w = call.responses.getWriter();
+   *   for (let i = 1; i <= call.payload.to; i++) await w.write(i);
+   *   await w.close();
+   * });
+   * ```
+   */
   handleStream<P, Req, Resp>(
     def: StreamDefinition<P, Req, Resp>,
     fn: (call: StreamCall<P, Req, Resp>) => void | Promise<void>,
@@ -443,6 +483,7 @@ export class Manager extends EventTarget implements SocketAcceptor, ConnectionOw
     }, this.settings.handshakeTimeout);
   }
 
+  /** Checks a hello on an accepted socket and answers it with a welcome or a refusal. */
   private async answerHello(link: Link, payload: Uint8Array): Promise<void> {
     let hello: Hello;
     try {
@@ -472,27 +513,22 @@ export class Manager extends EventTarget implements SocketAcceptor, ConnectionOw
     const rule = dialRuleCheck(hello.from, this.local);
     if (rule !== null) return this.refuse(link, "protocol", rule);
     if (link.closed || this.closed) return;
-    const w = {
-      ok: true,
-      v: PROTOCOL_VERSION,
-      id: this.instanceId,
-      from: this.local,
-      t: Date.now(),
-      code: "",
-      reason: "",
-      max: this.settings.maxMessageBytes,
-      ping: this.settings.pingInterval,
-    };
+    const w = this.welcome(true, "", "");
     const welcome: Welcome = { ...w, mac: await sign(key, welcomeSigningText(w, hello.nonce)) };
     if (link.closed || this.closed) return;
     link.send({ op: OP_WELCOME, flags: 0, mux: 0, seq: 0, deadline: 0, route: null, payload: encodeHandshake(welcome) });
     conn.adopt(link, hello.id, undefined, hello);
   }
 
+  /** Accepts or refuses a read-only (admin) client's hello. */
   private async acceptAdmin(link: Link, hello: AdminHello): Promise<void> {
     const { token, nonce } = hello;
     const admin = this.admin;
-    if (!this.takeAdminHandshake()) return this.refuse(link, "unauthorized", "too many admin handshakes; try again later");
+    if (!this.takeAdminHandshake()) {
+      // Transient, like the handshake limit: the client backs off and tries again.
+      link.close(new GridError("unavailable", "Too many admin handshakes; try again later"), 1013);
+      return;
+    }
     let ok = false;
     if (admin !== undefined) {
       if (admin.tokens !== undefined) ok = admin.tokens.some((t) => constantTimeEqual(t, token));
@@ -512,18 +548,7 @@ export class Manager extends EventTarget implements SocketAcceptor, ConnectionOw
     if (link.closed || this.closed) return;
     const conn = new Connection(this, "admin", "", false, true);
     this.adminConnections.add(conn);
-    const w = {
-      ok: true,
-      v: PROTOCOL_VERSION,
-      id: this.instanceId,
-      from: this.local,
-      t: Date.now(),
-      code: "",
-      reason: "",
-      mac: "",
-      max: this.settings.maxMessageBytes,
-      ping: this.settings.pingInterval,
-    };
+    const w = this.welcome(true, "", "");
     link.send({ op: OP_WELCOME, flags: 0, mux: 0, seq: 0, deadline: 0, route: null, payload: encodeHandshake(w) });
     conn.adopt(link, "admin", () => {
       conn.close();
@@ -543,14 +568,32 @@ export class Manager extends EventTarget implements SocketAcceptor, ConnectionOw
     return true;
   }
 
+  /** An unsigned welcome (the peer path signs it with the hello's nonce). */
+  private welcome(ok: boolean, code: string, reason: string): Welcome {
+    return {
+      ok,
+      v: PROTOCOL_VERSION,
+      id: this.instanceId,
+      from: this.local,
+      t: Date.now(),
+      mac: "",
+      code,
+      reason,
+      max: this.settings.maxMessageBytes,
+      ping: this.settings.pingInterval,
+    };
+  }
+
+  /** Sends a refusing welcome and closes the socket with 1008. */
   private refuse(link: Link, code: string, reason: string): void {
     if (link.closed) return;
-    const w: Welcome = { ok: false, v: PROTOCOL_VERSION, id: this.instanceId, from: this.local, t: Date.now(), mac: "", code, reason };
+    const w = this.welcome(false, code, reason);
     link.send({ op: OP_WELCOME, flags: 0, mux: 0, seq: 0, deadline: 0, route: null, payload: encodeHandshake(w) });
     link.flushNow();
     link.close(new GridError(code, `Handshake refused: ${reason}`), 1008);
   }
 
+  /** Records a hello's nonce; false when it was seen before (a replay) or the table is full. */
   private rememberNonce(nonce: string): boolean {
     const now = Date.now();
     if (this.seenNonces.has(nonce)) return false;

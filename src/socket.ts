@@ -9,12 +9,15 @@
 
 /** Event payload of a `message` event: binary data as ArrayBuffer (binaryType "arraybuffer"). */
 export interface SocketMessageEvent {
+  /** The message; the core sets binaryType "arraybuffer" and handles ArrayBuffer and views. */
   readonly data: ArrayBuffer | ArrayBufferView | string | Blob;
 }
 
 /** Event payload of a `close` event. */
 export interface SocketCloseEvent {
+  /** The WebSocket close code. */
   readonly code: number;
+  /** The close reason sent by the peer, or `""`. */
   readonly reason: string;
 }
 
@@ -28,14 +31,23 @@ export interface SocketCloseEvent {
  *   "close" and "error". A socket handed over by a server adapter is already open.
  */
 export interface GridSocket {
+  /** Set to `"arraybuffer"` by the core before use. */
   binaryType: string;
+  /** One of SOCKET_CONNECTING, SOCKET_OPEN, SOCKET_CLOSING, SOCKET_CLOSED. */
   readonly readyState: number;
+  /** Bytes queued by `send` and not yet written to the network. */
   readonly bufferedAmount: number;
+  /** Queues one binary message; never blocks. */
   send(data: Uint8Array<ArrayBuffer>): void;
+  /** Starts the closing handshake; a `close` event follows exactly once. */
   close(code?: number, reason?: string): void;
+  /** Adds an "open" listener (dialed sockets only; accepted sockets are already open). */
   addEventListener(type: "open", listener: () => void): void;
+  /** Adds a "message" listener. */
   addEventListener(type: "message", listener: (ev: SocketMessageEvent) => void): void;
+  /** Adds a "close" listener, called once. */
   addEventListener(type: "close", listener: (ev: SocketCloseEvent) => void): void;
+  /** Adds an "error" listener; a `close` event follows an error. */
   addEventListener(type: "error", listener: (ev: unknown) => void): void;
 }
 
@@ -53,6 +65,7 @@ export const SOCKET_CLOSED = 3;
  * `remoteAddress` is informational (logs, rate limits).
  */
 export interface AcceptInfo {
+  /** The peer's address as the server saw it, if known. */
   remoteAddress?: string;
 }
 
@@ -64,8 +77,11 @@ export interface AcceptInfo {
  * runtime's payload limit where one exists.
  */
 export interface SocketAcceptor {
+  /** The URL path the grid accepts upgrades on (e.g. `/grid/v1`). */
   readonly path: string;
+  /** The largest WebSocket message a peer may legitimately send, in bytes. */
   readonly maxFrameBytes: number;
+  /** Takes over an upgraded, open socket: runs the handshake and owns it from then on. */
   acceptSocket(socket: GridSocket, info?: AcceptInfo): void;
   /**
    * Lets an adapter supply the dialer for outgoing sockets when its runtime's

@@ -6,7 +6,9 @@
 
 /** Converts values to bytes and back. The default codec of typed handlers is msgpack. */
 export interface Codec<T> {
+  /** Encodes a value to bytes. */
   encode(value: T): Uint8Array;
+  /** Decodes bytes made by `encode`; throws on malformed input. */
   decode(bytes: Uint8Array): T;
 }
 
@@ -92,16 +94,27 @@ export type StreamHandler = (call: StreamCall<Uint8Array, Uint8Array, Uint8Array
 
 /** Per-connection statistics, as in `GridStats.connections`. */
 export interface ConnectionStats {
+  /** The connection's state. */
   state: "connecting" | "up" | "down" | "closed";
+  /** Round-trip time of the last ping, ms; null before the first pong. */
   rttMs: number | null;
+  /** How many times the connection came up again after being lost. */
   reconnects: number;
+  /** Bytes received (WebSocket payloads). */
   bytesIn: number;
+  /** Bytes sent (WebSocket payloads). */
   bytesOut: number;
+  /** Grid messages received. */
   messagesIn: number;
+  /** Grid messages sent. */
   messagesOut: number;
+  /** WebSocket frames received (each carries one or more messages). */
   framesIn: number;
+  /** WebSocket frames sent. */
   framesOut: number;
+  /** Calls this node made on the connection that are still open. */
   inFlight: { requests: number; streams: number };
+  /** Calls from the remote that this node's handlers are serving. */
   serving: { requests: number; streams: number };
   /** The last connection or handshake error, if any. */
   lastError?: string;
@@ -109,18 +122,28 @@ export interface ConnectionStats {
 
 /** Per-handler statistics. */
 export interface HandlerStats {
+  /** Calls served. */
   calls: number;
+  /** Calls that ended with an error. */
   errors: number;
+  /** Calls being served now. */
   inFlight: number;
+  /** Latency percentiles of served calls, ms. */
   latencyMs: { p50: number; p99: number };
 }
 
 /** What `grid.stats()` returns: plain JSON. */
 export interface GridStats {
+  /** This node's name (its `local` URL). */
   local: string;
+  /** The Manager's random instance id; a new one means the node restarted. */
   instanceId: string;
+  /** Time since the Manager was created, ms. */
   uptimeMs: number;
+  /** Per remote host. */
   connections: Record<string, ConnectionStats>;
+  /** Per handler name. */
   handlers: Record<string, HandlerStats>;
+  /** Read-only (admin) clients connected now. */
   admin: { connections: number };
 }

@@ -13,6 +13,7 @@ import type {
   SocketCloseEvent,
   SocketMessageEvent,
 } from "../socket.ts";
+import { isWebSocketUpgrade, upgradeRequired } from "./_http.ts";
 import type { GridServer, ServeOptions } from "./serve.ts";
 
 /** What the grid keeps in `ServerWebSocket.data`. */
@@ -179,17 +180,6 @@ export class BunGridSocket implements GridSocket {
 
 /** Bun's default `backpressureLimit`; raised when a single frame may be larger. */
 const DEFAULT_BACKPRESSURE_LIMIT = 16 << 20;
-
-function isWebSocketUpgrade(req: Request): boolean {
-  return req.headers.get("upgrade")?.toLowerCase() === "websocket";
-}
-
-function upgradeRequired(): Response {
-  return new Response("Upgrade required: the grid endpoint only accepts WebSocket upgrades\n", {
-    status: 426,
-    headers: { upgrade: "websocket", "content-type": "text/plain; charset=utf-8" },
-  });
-}
 
 function makeHandlers(grid: SocketAcceptor, open?: Set<BunGridSocket>): BunGridHandlers {
   return {

@@ -8,6 +8,7 @@
 
 import { WebSocket as WsClient } from "ws";
 import type { GridSocket, SocketAcceptor } from "../socket.ts";
+import { isWebSocketUpgrade, upgradeRequired } from "./_http.ts";
 import type { GridServer, ServeOptions } from "./serve.ts";
 
 /**
@@ -73,17 +74,6 @@ function denoNamespace(): DenoNamespace {
  * the grid path, `undefined` for everything else.
  */
 export type DenoGridHandler = (req: Request, info?: DenoHandlerInfo) => Response | undefined;
-
-function isWebSocketUpgrade(req: Request): boolean {
-  return req.headers.get("upgrade")?.toLowerCase() === "websocket";
-}
-
-function upgradeRequired(): Response {
-  return new Response("Upgrade required: the grid endpoint only accepts WebSocket upgrades\n", {
-    status: 426,
-    headers: { upgrade: "websocket", "content-type": "text/plain; charset=utf-8" },
-  });
-}
 
 /**
  * Makes a `Deno.serve` handler for the grid endpoint. Upgrade requests whose

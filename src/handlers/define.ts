@@ -9,20 +9,31 @@ import { msgpack } from "./codecs.ts";
 
 /** A typed single-request handler definition. */
 export interface SingleDefinition<Req, Resp> {
+  /** Tells single and stream definitions apart. */
   readonly kind: "single";
+  /** The handler name on the grid. */
   readonly name: string;
+  /** Codec of request messages. */
   readonly request: Codec<Req>;
+  /** Codec of response messages. */
   readonly response: Codec<Resp>;
 }
 
 /** A typed stream handler definition. */
 export interface StreamDefinition<P, Req, Resp> {
+  /** Tells single and stream definitions apart. */
   readonly kind: "stream";
+  /** The handler name on the grid. */
   readonly name: string;
+  /** Codec of the initial payload. */
   readonly payload: Codec<P>;
+  /** Codec of request messages. */
   readonly request: Codec<Req>;
+  /** Codec of response messages. */
   readonly response: Codec<Resp>;
+  /** Request messages the caller may have in flight; 0 means no requests stream. */
   readonly inCapacity: number;
+  /** Response messages the handler may have in flight. */
   readonly outCapacity: number;
 }
 
@@ -38,15 +49,15 @@ export interface DefineSingleOptions<Req, Resp> {
 
 /** Options of {@link defineStream}. */
 export interface DefineStreamOptions<P, Req, Resp> {
-  /** @default msgpack */
+  /** Codec of the initial payload. @default msgpack */
   payload?: Codec<P>;
-  /** @default msgpack */
+  /** Codec of request messages. @default msgpack */
   request?: Codec<Req>;
-  /** @default msgpack */
+  /** Codec of response messages. @default msgpack */
   response?: Codec<Resp>;
-  /** @default 16 (0 when the stream has no requests) */
+  /** Request messages the caller may have in flight; 0 means no requests stream. @default 16 (0 when the stream has no requests) */
   inCapacity?: number;
-  /** @default 16 */
+  /** Response messages the handler may have in flight. @default 16 */
   outCapacity?: number;
 }
 
