@@ -72,6 +72,16 @@ function optionalLimit(o: Record<string, unknown>, k: string): number | undefine
   return v;
 }
 
+/** The optional limits of a hello or welcome, present keys only (so decode inverts encode). */
+function limitsOf(o: Record<string, unknown>): { max?: number; ping?: number } {
+  const out: { max?: number; ping?: number } = {};
+  const max = optionalLimit(o, "max");
+  const ping = optionalLimit(o, "ping");
+  if (max !== undefined) out.max = max;
+  if (ping !== undefined) out.ping = ping;
+  return out;
+}
+
 function decodeObject(bytes: Uint8Array): Record<string, unknown> {
   let v: unknown;
   try {
@@ -115,8 +125,7 @@ export function decodeHello(bytes: Uint8Array): Hello {
       t: field(o, "t", "number"),
       nonce: field(o, "nonce", "string"),
       mac: field(o, "mac", "string"),
-      max: optionalLimit(o, "max"),
-      ping: optionalLimit(o, "ping"),
+      ...limitsOf(o),
     };
   }
   if (kind === "admin") {
@@ -126,8 +135,7 @@ export function decodeHello(bytes: Uint8Array): Hello {
       token: field(o, "token", "string"),
       t: field(o, "t", "number"),
       nonce: field(o, "nonce", "string"),
-      max: optionalLimit(o, "max"),
-      ping: optionalLimit(o, "ping"),
+      ...limitsOf(o),
     };
   }
   throw new ProtocolError(`Cannot decode handshake: unknown hello kind`);
@@ -146,8 +154,7 @@ export function decodeWelcome(bytes: Uint8Array): Welcome {
     mac: field(o, "mac", "string"),
     code: field(o, "code", "string"),
     reason: field(o, "reason", "string"),
-    max: optionalLimit(o, "max"),
-    ping: optionalLimit(o, "ping"),
+    ...limitsOf(o),
   };
 }
 
