@@ -9,23 +9,17 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createNetServer } from "node:net";
-import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { defineSingle, Manager } from "../../mod.ts";
-import { detectRuntime, type GridServer } from "../../src/adapters/serve.ts";
+import type { GridServer } from "../../src/adapters/serve.ts";
 import { adminPageHandler, type AdminPageHandler } from "../../src/admin/serve_page.ts";
+import { chromiumSkip, launchChromium } from "./_chromium.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-const runtime = detectRuntime();
-const skip = runtime !== "node"
-  ? `runs under the Node runner only (playwright-core drives Chromium with Node APIs; this is ${runtime})`
-  : !existsSync(CHROMIUM)
-  ? `${CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium) to run the browser tests`
-  : false;
+const skip = chromiumSkip();
 if (skip) console.log(`# skipping browser tests: ${skip}`);
 
 const HOST = "127.0.0.1";
@@ -87,7 +81,7 @@ async function closeNode(n: GridNode): Promise<void> {
 describe("admin page in Chromium", () => {
   const nodes: GridNode[] = [];
   let writes = 0;
-  let userDataDir = "";
+  let browser: Awaited<ReturnType<typeof launchChromium>> | undefined;
   // Types come from playwright-core, loaded only when the suite runs (Node runner).
   let context: import("playwright-core").BrowserContext | undefined;
 
@@ -118,28 +112,13 @@ describe("admin page in Chromium", () => {
     for (const n of nodes) {
       for (const h of hosts) if (h !== n.host) await n.grid.connection(h).waitForConnect({ timeout: 10_000 });
     }
-    const { chromium } = await import("playwright-core");
-    userDataDir = mkdtempSync(join(tmpdir(), "wsgrid-chromium-"));
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1280, height: 900 },
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    browser = await launchChromium();
+    context = browser.context;
   });
 
   after(async () => {
-    await context?.close();
+    await browser?.close();
     for (const n of nodes) await closeNode(n);
-    if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
   });
 
   it("serves the page and the client bundle next to the grid endpoint", { skip }, async () => {
