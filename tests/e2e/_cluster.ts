@@ -14,6 +14,7 @@ import process from "node:process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import type { Command, NodeConfig, NodeEvent, WireError } from "./_node.ts";
+import { FaultProxy } from "./_fault_proxy.ts";
 
 /** The runtimes a node can run on. */
 export type Runtime = "deno" | "bun" | "node";
@@ -292,35 +293,55 @@ export interface ClusterOptions {
   secret?: string;
   pingInterval?: number;
   backoff?: { base?: number; cap?: number };
+  maxConcurrentHandshakes?: number;
+  handshakeTimeout?: number;
+  /** See {@link NodeConfig.countAccepts}. */
+  countAccepts?: boolean;
+  /**
+   * Put a fault proxy (tests/e2e/_fault_proxy.ts, in this process) in front of each node: the
+   * node's URL on the grid is its proxy's, and it serves on another port behind it, so every
+   * link dialed to it runs through the proxy.
+   */
+  frontProxies?: boolean;
 }
 
 /** N nodes, one runtime each, forming one grid on 127.0.0.1. */
 export class Cluster {
   readonly urls: string[];
   readonly nodes: NodeProc[];
+  /** The fault proxy in front of each node (option `frontProxies`), else empty. */
+  readonly proxies: FaultProxy[];
   private readonly configs: NodeConfig[];
   private readonly all: NodeProc[];
 
-  private constructor(urls: string[], configs: NodeConfig[], nodes: NodeProc[]) {
+  private constructor(urls: string[], configs: NodeConfig[], nodes: NodeProc[], proxies: FaultProxy[]) {
     this.urls = urls;
     this.configs = configs;
     this.nodes = nodes;
+    this.proxies = proxies;
     this.all = [...nodes];
   }
 
   /** Starts one node per runtime in `runtimes` and waits until each printed READY. */
   static async start(runtimes: Runtime[], options: ClusterOptions = {}): Promise<Cluster> {
     const ports = await freePorts(runtimes.length);
-    const urls = ports.map((p) => `ws://127.0.0.1:${p}`);
-    const configs = urls.map((local) => ({
+    const proxies = options.frontProxies === true
+      ? await Promise.all(ports.map((p) => FaultProxy.start({ targetPort: p })))
+      : [];
+    const urls = proxies.length > 0 ? proxies.map((p) => p.url()) : ports.map((p) => `ws://127.0.0.1:${p}`);
+    const configs = urls.map((local, i) => ({
       local,
+      ...(proxies.length > 0 ? { port: ports[i] } : {}),
       hosts: urls,
       secret: options.secret ?? "e2e cluster secret",
       pingInterval: options.pingInterval ?? 500,
       backoff: options.backoff ?? { base: 20, cap: 200 },
+      ...(options.maxConcurrentHandshakes !== undefined ? { maxConcurrentHandshakes: options.maxConcurrentHandshakes } : {}),
+      ...(options.handshakeTimeout !== undefined ? { handshakeTimeout: options.handshakeTimeout } : {}),
+      ...(options.countAccepts !== undefined ? { countAccepts: options.countAccepts } : {}),
     }));
     const nodes = runtimes.map((r, i) => new NodeProc(r, configs[i]));
-    const cluster = new Cluster(urls, configs, nodes);
+    const cluster = new Cluster(urls, configs, nodes, proxies);
     try {
       await Promise.all(nodes.map((n) => n.waitReady()));
     } catch (e) {
@@ -330,11 +351,14 @@ export class Cluster {
     return cluster;
   }
 
-  /** Starts node `i` again (same runtime, same URL) once the old process has exited. */
-  async restart(i: number): Promise<NodeProc> {
+  /**
+   * Starts node `i` again (same runtime, same URL) once the old process has exited;
+   * `overrides` change its config for this start only (say, `startAt`).
+   */
+  async restart(i: number, overrides: Partial<NodeConfig> = {}): Promise<NodeProc> {
     const old = this.nodes[i];
     await withTimeout(old.exited, 5_000, () => `${old.name} has not exited; cannot restart it`);
-    const node = new NodeProc(old.runtime, this.configs[i]);
+    const node = new NodeProc(old.runtime, { ...this.configs[i], ...overrides });
     this.nodes[i] = node;
     this.all.push(node);
     await node.waitReady();
@@ -351,6 +375,7 @@ export class Cluster {
   /** Kills every process this cluster ever started that is still alive. */
   async destroy(): Promise<void> {
     await Promise.all(this.all.map((n) => n.destroy()));
+    await Promise.all(this.proxies.map((p) => p.close()));
   }
 }
 

@@ -3,14 +3,15 @@
  * `deno run -A tests/e2e/_node.ts CONFIG`, `bun run tests/e2e/_node.ts CONFIG` or
  * `node tests/e2e/_node.ts CONFIG` (CONFIG is JSON, or set env WSGRID_E2E_NODE).
  *
- * CONFIG: `{ local, hosts, secret, pingInterval?, backoff? }`. The node serves on the
+ * CONFIG: `{ local, hosts, secret, pingInterval?, backoff?, maxConcurrentHandshakes?,
+ * handshakeTimeout?, countAccepts?, startAt? }` (see `NodeConfig`). The node serves on the
  * port of `local` (127.0.0.1), prints `READY` once serving, then reads one JSON command
  * per line on stdin and answers with one JSON line per reply on stdout:
  * `{ id, ok: true, value }` or `{ id, ok: false, error: { name, code, message } }`.
  * Commands that report later (`inflight`, `stream` with `progressAt`) also send
  * `{ id, event, ... }` lines. See `Command` below for the commands.
  *
- * Handlers: `echo`, `whoami` (runtime, pid, local), `sleep` (waits `ms` from its payload
+ * Handlers: `echo`, `whoami` (runtime, pid, local), `fail` (always throws), `sleep` (waits `ms` from its payload
  * or until its signal aborts), stream `echo-stream` (echoes each request), stream
  * `produce` (payload `{ n }`: writes n responses, the i-th holding i). Handler aborts are
  * recorded as events, with Manager events (connect, disconnect, restart).
@@ -27,6 +28,9 @@ import { createInterface } from "node:readline";
 import { GridError, Manager } from "../../mod.ts";
 import type { StreamCall } from "../../mod.ts";
 import { detectRuntime, serve } from "../../src/adapters/serve.ts";
+import type { GridSocket, SocketAcceptor } from "../../src/socket.ts";
+import { type LoadCounts, seeded, startLoad } from "./_load.ts";
+import { GC_AVAILABLE, heapUsed } from "./_memory.ts";
 
 /** What the node is started with. */
 export interface NodeConfig {
@@ -35,6 +39,29 @@ export interface NodeConfig {
   secret: string;
   pingInterval?: number;
   backoff?: { base?: number; cap?: number };
+  maxConcurrentHandshakes?: number;
+  handshakeTimeout?: number;
+  /** Count accepted sockets, 1013 ("try again later") closes and handshakes waiting for a hello. */
+  countAccepts?: boolean;
+  /** The port to serve on, when not the port of `local` (a fault proxy on `local` forwards here). */
+  port?: number;
+  /**
+   * Epoch ms: wait until then before creating the Manager and serving, so that many processes
+   * spawned together start their grid at the same moment (a reconnect storm).
+   */
+  startAt?: number;
+}
+
+/** Accept-side counters (config `countAccepts`), answer of the "accepts" command. */
+export interface AcceptCounts {
+  /** Sockets handed to the Manager. */
+  accepted: number;
+  /** Sockets the Manager closed with 1013 because too many handshakes were running. */
+  busy: number;
+  /** Sockets accepted and still waiting for their hello. */
+  pending: number;
+  /** The highest `pending` seen once the Manager took a socket. */
+  maxPending: number;
 }
 
 /** One line of the control protocol, parent → node. */
@@ -44,6 +71,21 @@ export type Command =
   | { id: number; cmd: "wait"; to: string[]; timeout?: number }
   | { id: number; cmd: "stats" }
   | { id: number; cmd: "events" }
+  | { id: number; cmd: "accepts" }
+  | {
+    id: number;
+    cmd: "load";
+    /** The hosts to call. */
+    to: string[];
+    /** How long to run, ms. */
+    ms: number;
+    /** Callers per host (default 3). */
+    perTarget?: number;
+    /** Deadline of each call (default 3,000 ms) and the margin after which it counts as hung (default 2,000 ms). */
+    timeout?: number;
+    hungMargin?: number;
+    seed?: number;
+  }
   | { id: number; cmd: "inflight"; to: string; n: number; ms?: number }
   | {
     id: number;
@@ -78,7 +120,7 @@ export interface WireError {
 
 const config = readConfig();
 const runtime = detectRuntime();
-const port = Number(new URL(config.local).port);
+const port = config.port ?? Number(new URL(config.local).port);
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 const events: NodeEvent[] = [];
@@ -120,12 +162,18 @@ function readU32(b: Uint8Array): number {
   return new DataView(b.buffer, b.byteOffset, b.byteLength).getUint32(0);
 }
 
+if (config.startAt !== undefined && config.startAt > Date.now()) {
+  await new Promise<void>((r) => setTimeout(r, config.startAt! - Date.now()));
+}
+
 const grid = new Manager({
   local: config.local,
   hosts: config.hosts,
   secret: config.secret,
   pingInterval: config.pingInterval,
   backoff: config.backoff,
+  maxConcurrentHandshakes: config.maxConcurrentHandshakes,
+  handshakeTimeout: config.handshakeTimeout,
 });
 for (const type of ["connect", "disconnect", "restart"]) {
   grid.addEventListener(type, (ev) => {
@@ -159,8 +207,47 @@ grid.handleStream("produce", async (call: StreamCall<Uint8Array, Uint8Array, Uin
   for (let i = 0; i < n && !call.signal.aborted; i++) await w.write(u32(i));
   await w.close();
 }, { inCapacity: 0, outCapacity: 16 });
+grid.handle("fail", () => {
+  throw new Error("Cannot serve: this handler always fails");
+});
 
-const server = await serve(grid, { port, hostname: "127.0.0.1" });
+const accepts: AcceptCounts = { accepted: 0, busy: 0, pending: 0, maxPending: 0 };
+
+/**
+ * The grid's acceptor with counters around it: a socket is pending from the upgrade until its
+ * first message (the hello) or its close, which is what the Manager's handshake limit counts.
+ */
+function countingAcceptor(): SocketAcceptor {
+  return {
+    path: grid.path,
+    get maxFrameBytes() {
+      return grid.maxFrameBytes;
+    },
+    useDialer: (open) => grid.useDialer(open),
+    acceptSocket(socket: GridSocket, info) {
+      accepts.accepted++;
+      accepts.pending++;
+      let pending = true;
+      const done = () => {
+        if (!pending) return;
+        pending = false;
+        accepts.pending--;
+      };
+      socket.addEventListener("message", done);
+      socket.addEventListener("close", done);
+      const close = socket.close.bind(socket);
+      socket.close = (code?: number, reason?: string) => {
+        if (code === 1013 && pending) accepts.busy++;
+        done();
+        close(code, reason);
+      };
+      grid.acceptSocket(socket, info);
+      if (pending) accepts.maxPending = Math.max(accepts.maxPending, accepts.pending);
+    },
+  };
+}
+
+const server = await serve(config.countAccepts === true ? countingAcceptor() : grid, { port, hostname: "127.0.0.1" });
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -227,6 +314,28 @@ function startInflight(c: Extract<Command, { cmd: "inflight" }>): void {
   void Promise.all(calls).then((results) => send({ id: c.id, event: "inflight-done", results }));
 }
 
+/** Answer of the "load" command: the counts, and the heap after a quarter of the run and at its end. */
+export interface LoadReport {
+  counts: LoadCounts;
+  heapBefore: number;
+  heapAfter: number;
+  gc: boolean;
+}
+
+async function runLoad(c: Extract<Command, { cmd: "load" }>): Promise<LoadReport> {
+  const targets = c.to.map((h) => grid.connection(h));
+  const load = startLoad(targets, c.perTarget ?? 3, {
+    timeout: c.timeout ?? 3_000,
+    hungMargin: c.hungMargin ?? 2_000,
+    rnd: seeded(c.seed ?? Math.floor(Math.random() * 0x7fffffff)),
+  });
+  await sleep(c.ms / 4);
+  const heapBefore = await heapUsed();
+  await sleep(c.ms - c.ms / 4);
+  const counts = await load.stop();
+  return { counts, heapBefore, heapAfter: await heapUsed(), gc: GC_AVAILABLE };
+}
+
 let closing = false;
 
 async function close(): Promise<void> {
@@ -259,6 +368,10 @@ async function execute(c: Command): Promise<unknown> {
     }
     case "events":
       return events;
+    case "accepts":
+      return accepts;
+    case "load":
+      return await runLoad(c);
     case "inflight":
       startInflight(c);
       return { started: c.n };
