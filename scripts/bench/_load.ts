@@ -141,8 +141,13 @@ export function numberFlag(flags: Map<string, string>, name: string, fallback: n
 
 /** Builds a payload of `size` bytes whose first 4 bytes are `id` (little-endian u32). */
 export function makePayload(size: number, id: number): Uint8Array<ArrayBuffer> {
+  // Index writes rather than a DataView: touching `.buffer` of a small typed
+  // array makes V8 move it off-heap, a cost of the harness, not of what is measured.
   const buf = new Uint8Array(size);
-  new DataView(buf.buffer).setUint32(0, id, true);
+  buf[0] = id & 0xff;
+  buf[1] = (id >>> 8) & 0xff;
+  buf[2] = (id >>> 16) & 0xff;
+  buf[3] = (id >>> 24) & 0xff;
   for (let i = 4; i < size; i++) buf[i] = i & 0xff;
   return buf;
 }
@@ -170,4 +175,124 @@ export function exitWithParent(cleanup: () => Promise<void> | void, maxSeconds: 
   process.stdin.resume();
   process.on("SIGTERM", () => void bye(0));
   process.on("SIGINT", () => void bye(0));
+}
+
+/**
+ * Samples this process's resident set size every `everyMs` (the timer does not
+ * keep the process alive) and keeps the peak, overall and since each `mark()`.
+ *
+ * @example
+ * ```ts
+ * const mem = new MemorySampler();
+ * const m = mem.mark();
+ * // ... work ...
+ * console.log(mem.peakSinceMB(m), mem.peakMB());
+ * ```
+ */
+export class MemorySampler {
+  private peak = 0;
+  private readonly marks: number[] = [];
+  private readonly timer: ReturnType<typeof setInterval>;
+
+  constructor(everyMs = 20) {
+    this.sample();
+    this.timer = setInterval(() => this.sample(), everyMs);
+    (this.timer as { unref?: () => void }).unref?.();
+  }
+
+  /** Current RSS, MB (10^6 bytes). */
+  nowMB(): number {
+    return toMB(this.sample());
+  }
+
+  /** Starts a window; `peakSinceMB(id)` reports the peak from now on. */
+  mark(): number {
+    this.marks.push(this.sample());
+    return this.marks.length - 1;
+  }
+
+  peakSinceMB(id: number): number {
+    this.sample();
+    return toMB(this.marks[id] ?? this.peak);
+  }
+
+  /** Peak RSS since the sampler started, MB. */
+  peakMB(): number {
+    this.sample();
+    return toMB(this.peak);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private sample(): number {
+    // memoryUsage.rss() skips the heap statistics that memoryUsage() gathers.
+    const rss = typeof process.memoryUsage.rss === "function" ? process.memoryUsage.rss() : process.memoryUsage().rss;
+    if (rss > this.peak) this.peak = rss;
+    for (let i = 0; i < this.marks.length; i++) if (rss > this.marks[i]) this.marks[i] = rss;
+    return rss;
+  }
+}
+
+function toMB(bytes: number): number {
+  return Math.round(bytes / 1e5) / 10;
+}
+
+/** What {@linkcode readStreamFor} measured. */
+export interface StreamReadResult {
+  /** Payload megabytes (10^6 bytes) per second in the measured window. */
+  mbps: number;
+  msgs: number;
+  bytes: number;
+  windowMs: number;
+}
+
+/**
+ * Reads `stream` for `warmupMs` (not counted) and then `durationMs` (counted),
+ * or until `signal` aborts, then cancels it. With `readEveryMs` the reader
+ * sleeps that long after each message (a slow consumer).
+ *
+ * @example
+ * ```ts
+ * const r = await readStreamFor(st.responses, { warmupMs: 300, durationMs: 1000 });
+ * ```
+ */
+export async function readStreamFor(
+  stream: ReadableStream<Uint8Array>,
+  opts: { warmupMs: number; durationMs: number; readEveryMs?: number; signal?: AbortSignal },
+): Promise<StreamReadResult> {
+  const reader = stream.getReader();
+  const t0 = performance.now();
+  const start = t0 + opts.warmupMs;
+  const end = start + opts.durationMs;
+  let msgs = 0;
+  let bytes = 0;
+  let windowStart = NaN;
+  let now = t0;
+  try {
+    while (!opts.signal?.aborted) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      now = performance.now();
+      if (now >= start) {
+        if (Number.isNaN(windowStart)) windowStart = now;
+        else {
+          msgs++;
+          bytes += value.byteLength;
+        }
+      }
+      if (now >= end) break;
+      if (opts.readEveryMs) await new Promise((r) => setTimeout(r, opts.readEveryMs));
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+  const windowMs = Number.isNaN(windowStart) ? 0 : now - windowStart;
+  return {
+    mbps: windowMs > 0 ? Math.round((bytes / 1e6 / (windowMs / 1000)) * 10) / 10 : 0,
+    msgs,
+    bytes,
+    windowMs: Math.round(windowMs),
+  };
 }

@@ -16,8 +16,8 @@ export interface Runtime {
   name: string;
   /** Absolute path of the runtime binary. */
   bin: string;
-  /** Arguments that run `script` (before the script's own arguments). */
-  runArgs(script: string): string[];
+  /** Arguments that run `script` (before the script's own arguments), with runtime flags `extra`. */
+  runArgs(script: string, extra?: string[]): string[];
 }
 
 /** What to start: a script path (relative to the repo root) and its arguments. */
@@ -59,11 +59,12 @@ export interface Child {
 
 /**
  * Starts `spec` under `rt` in `cwd`, pinned to CPU `cpu` with `taskset` when
- * given; the child is killed when the harness exits.
+ * given, with extra runtime flags (`--cpu-prof`, say); the child is killed
+ * when the harness exits.
  */
-export function start(rt: Runtime, spec: ProcSpec, cwd: string, cpu?: number): Child {
+export function start(rt: Runtime, spec: ProcSpec, cwd: string, cpu?: number, runtimeFlags?: string[]): Child {
   hookExit();
-  const argv = [rt.bin, ...rt.runArgs(spec.script), ...spec.args];
+  const argv = [rt.bin, ...rt.runArgs(spec.script, runtimeFlags), ...spec.args];
   if (cpu !== undefined) argv.unshift("taskset", "-c", String(cpu));
   const proc = spawn(argv[0], argv.slice(1), {
     cwd,

@@ -1,9 +1,12 @@
 /**
  * The benchmark cases, as a list of descriptors. A case starts one server
- * process (which prints `READY <port>`) and one client process (which prints
- * one JSON line `{ rps, p50, p99, n }`), both under the same runtime. To add a
- * case (stream throughput, the lockargs codec, a peer library), append a
- * descriptor here; `baseline` names the case its ratio is computed against.
+ * process (which prints `READY <port>`, and may print one JSON line of its own
+ * stats when it exits) and one client process (which prints one JSON line:
+ * `{ rps, p50, p99, n }` for round-trip cases, `{ mbps, ... }` for stream
+ * cases), both under the same runtime. `suite` says which table a case
+ * belongs to; `runtimes`, `sizes` and `concurrencies` restrict where it runs.
+ * To add a case, append a descriptor to `CASES`; `baseline` names the case its
+ * ratio is computed against (same suite, runtime, size and concurrency).
  *
  * @module
  */
@@ -28,10 +31,21 @@ export interface CaseParams {
 /** Which process of a wsgrid pair opens the socket. */
 export type Dialer = "client" | "server" | "any";
 
+/** The tables a case can belong to. */
+export type Suite = "rtt" | "stream" | "loaded" | "slow";
+
 /** One benchmark case. */
 export interface BenchCase {
   /** Short name shown in the table ("raw", "wsgrid"). */
   name: string;
+  /** Which table: single-request round trips (default), stream throughput, latency under a stream, slow consumer. */
+  suite?: Suite;
+  /** Runtimes this case runs on (default: every runtime of the run). */
+  runtimes?: readonly string[];
+  /** Payload sizes this case runs with (round-trip cases; default: every size of the run). */
+  sizes?: readonly number[];
+  /** Concurrencies this case runs with (round-trip cases; default: every concurrency of the run). */
+  concurrencies?: readonly number[];
   /** One-line description for the results file. */
   description: string;
   /** Name of the case this one's rps is divided by in the ratio column. */
@@ -104,5 +118,83 @@ export const wsgridCase: BenchCase = {
   }),
 };
 
+function wsgridStreamCase(name: string, suite: Suite, description: string, mode: string, extra: string[] = []): BenchCase {
+  return {
+    ...wsgridCase,
+    name,
+    suite,
+    description,
+    baseline: suite === "stream" ? "raw" : undefined,
+    client: (p) => ({
+      script: "scripts/bench/grid_node.ts",
+      args: [
+        "--role", "client", "--port", String(p.ports[1]), "--peer-port", String(p.ports[0]),
+        "--mode", mode, ...loadArgs(p), ...extra,
+      ],
+    }),
+  };
+}
+
+/** Node-only peer libraries need their dev dependencies installed. */
+function peerSkip(pkgs: string[]): (root: string) => string | undefined {
+  return (root) => {
+    for (const p of pkgs) if (!existsSync(join(root, "node_modules", p))) return `npm package ${p} is not installed`;
+    return undefined;
+  };
+}
+
+function peerCase(lib: string, description: string, pkgs: string[]): BenchCase {
+  return {
+    name: lib,
+    description,
+    baseline: "raw",
+    runtimes: ["node"],
+    sizes: [64],
+    concurrencies: [1, 64],
+    ports: 0,
+    skip: peerSkip(pkgs),
+    server: () => ({ script: "scripts/bench/peer_server.ts", args: ["--lib", lib] }),
+    client: (p, port) => ({
+      script: "scripts/bench/peer_client.ts",
+      args: ["--lib", lib, "--url", `ws://127.0.0.1:${port}`, ...loadArgs(p)],
+    }),
+  };
+}
+
+/** Raw one-way throughput: the server sends 16 KiB messages as fast as `bufferedAmount` allows. */
+export const rawStreamCase: BenchCase = {
+  name: "raw",
+  suite: "stream",
+  description: "raw WebSocket, server sends 16 KiB messages while bufferedAmount < 1 MiB, client counts",
+  ports: 0,
+  skip: () => undefined,
+  server: () => ({ script: "scripts/bench/raw_server.ts", args: ["--port", "0", "--mode", "source"] }),
+  client: (p, port) => ({
+    script: "scripts/bench/raw_stream_client.ts",
+    args: ["--url", `ws://127.0.0.1:${port}`, "--duration", String(p.duration), "--warmup", String(p.warmup)],
+  }),
+};
+
+/** capnweb's ReadableStream passed over RPC (Node only). */
+export const capnwebStreamCase: BenchCase = {
+  ...peerCase("capnweb", "capnweb RPC returning a ReadableStream of 16 KiB chunks (pulled as fast as it is read)", ["capnweb", "ws"]),
+  suite: "stream",
+  client: (p, port) => ({
+    script: "scripts/bench/peer_client.ts",
+    args: ["--lib", "capnweb", "--mode", "stream", "--url", `ws://127.0.0.1:${port}`, ...loadArgs(p)],
+  }),
+};
+
 /** Every case, in the order they are interleaved within a round. */
-export const CASES: readonly BenchCase[] = [rawCase, wsgridCase];
+export const CASES: readonly BenchCase[] = [
+  rawCase,
+  wsgridCase,
+  peerCase("capnweb", "capnweb WebSocket RPC session (ws server), api.echo(bytes)", ["capnweb", "ws"]),
+  peerCase("birpc", "birpc over a ws socket (post/on), msgpackr serialisation, rpc.echo(bytes)", ["birpc", "ws"]),
+  peerCase("socketio", "socket.io emit with ack, websocket transport only, binary payload", ["socket.io", "socket.io-client"]),
+  rawStreamCase,
+  wsgridStreamCase("wsgrid", "stream", "wsgrid stream: handler writes 16 KiB messages as fast as credits allow (default outCapacity 16), caller reads", "stream"),
+  capnwebStreamCase,
+  wsgridStreamCase("wsgrid", "loaded", "wsgrid single-request latency (64 B, concurrency 1) idle, then while a 16 KiB stream runs on the same connection", "loaded", ["--concurrency", "1"]),
+  wsgridStreamCase("wsgrid", "slow", "wsgrid stream read by a slow consumer (one 16 KiB message every 10 ms); writer's RSS", "slow", ["--read-every", "10"]),
+];

@@ -1,12 +1,26 @@
 /**
- * Benchmark harness: single-request round trips per second of wsgrid against a
- * raw WebSocket echo baseline, on Deno, Bun and Node (binaries from
- * node_modules/.bin), server and client in separate processes of the same
- * runtime. Cases are interleaved within each round (raw, wsgrid, raw, wsgrid…)
- * and the table reports medians over rounds plus the ratio to the baseline
- * (ratio of the medians, and the median of the per-round ratios, which is less
- * sensitive to load that drifts during the run).
- * Results are also written to `.bench/results.json`.
+ * Benchmark harness (`deno task bench`): wsgrid against a raw WebSocket
+ * baseline on Deno, Bun and Node (binaries from node_modules/.bin), server and
+ * client in separate processes of the same runtime, plus peer libraries on
+ * Node. Suites (`--suites`, all by default):
+ *
+ * - `rtt`: single requests, 64 B and 4 KiB, concurrency 1, 64, 256: round trips/s and
+ *   p50/p99 for raw, wsgrid and (Node, 64 B, concurrency 1 and 64) capnweb, birpc, socket.io;
+ * - `stream`: one-way throughput of 16 KiB messages, wsgrid stream vs raw (and capnweb's
+ *   ReadableStream on Node), MB/s and the peak RSS of both processes;
+ * - `loaded`: single-request p99 while a stream runs on the same connection vs idle;
+ * - `slow`: a slow stream consumer; the writer's RSS;
+ * - `lockargs`: the LockArgs codec (binary vs text vs JSON), ns/op and bytes;
+ * - `frame`: encode/decode of a 64-request batch frame, ns per message (frame_micro.ts);
+ * - `scale`: full mesh of 2, 8, 32 Managers in one process;
+ * - `profile`: `node --cpu-prof` of the 64 B, concurrency 64 request loop, top self time.
+ *
+ * Cases are interleaved within each round (raw, wsgrid, raw, wsgrid…) and the
+ * tables report medians over rounds plus the ratio to the baseline (ratio of
+ * the medians, and the median of the per-round ratios, which is less sensitive
+ * to load that drifts during the run). Results go to `.bench/results.json`;
+ * a run of every suite on every runtime then regenerates docs/BENCHMARKS.md and
+ * docs/bench-ratios.svg (scripts/bench/report.ts; `--no-docs` to skip).
  *
  * Where the two processes run matters most at concurrency 1: on the same CPU a
  * round trip is a direct hand-off (~20 µs here), on two CPUs it pays two
@@ -16,13 +30,15 @@
  * `--pin same` puts both on CPU 0, `--pin none` leaves placement to the OS.
  *
  * ```sh
- * deno task bench                                   # all runtimes, defaults
- * deno run -A scripts/bench/main.ts --quick         # one short round
- * deno run -A scripts/bench/main.ts --runtimes bun,node --rounds 5 --duration 3
+ * deno task bench                                   # everything, short (< 5 min on 2 cores)
+ * deno task bench --full                            # 5 rounds of every cell, 3 s windows (about 30 min)
+ * deno run -A scripts/bench/main.ts --quick         # shortest possible, docs not rewritten
+ * deno run -A scripts/bench/main.ts --suites rtt --runtimes bun,node --rounds 5 --duration 3
  * ```
  *
- * Flags: `--runtimes deno,bun,node`, `--cases raw,wsgrid`, `--concurrency 1,64`,
- * `--rounds 5`, `--duration 1.5` (s), `--warmup 0.5` (s), `--size 64`, `--quick`,
+ * Flags: `--suites rtt,stream,loaded,slow,lockargs,frame,scale,profile`, `--runtimes deno,bun,node`,
+ * `--cases raw,wsgrid,capnweb,birpc,socketio`, `--concurrency 1,64,256`, `--sizes 64,4096`,
+ * `--nodes 2,8,32`, `--rounds 2`, `--secondary-rounds 1` (4 KiB and concurrency 256 cells), `--duration 1` (s), `--warmup 0.3` (s), `--quick`, `--full`, `--no-docs`,
  * `--pin split|same|none`, `--dialer client|server|any` (which wsgrid process opens the
  * socket; `client`, like the raw baseline, by default), `--quiet-below 0.2` and `--quiet-wait 10` (s; each run
  * first waits up to that long for other programs to leave the CPUs below 20 %
@@ -31,7 +47,7 @@
  * @module
  */
 
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, release, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import process from "node:process";
@@ -49,21 +65,27 @@ import {
   waitQuiet,
   waitReady,
 } from "./_proc.ts";
-import { type BenchCase, CASES, type Dialer } from "./cases.ts";
+import { type BenchCase, CASES, type Dialer, type Suite } from "./cases.ts";
+import { formatProfile, type ProfileSummary, summarizeProfile } from "./cpuprofile.ts";
+import type { LockArgsBenchResult } from "./lockargs.ts";
+import { renderReport } from "./report.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const BIN = join(ROOT, "node_modules/.bin");
 
 const RUNTIMES: Record<string, Runtime> = {
-  deno: { name: "deno", bin: join(BIN, "deno"), runArgs: (s) => ["run", "-A", "--quiet", s] },
-  bun: { name: "bun", bin: join(BIN, "bun"), runArgs: (s) => ["run", s] },
-  node: { name: "node", bin: join(BIN, "node"), runArgs: (s) => ["--no-warnings", s] },
+  deno: { name: "deno", bin: join(BIN, "deno"), runArgs: (s, x = []) => ["run", "-A", "--quiet", ...x, s] },
+  bun: { name: "bun", bin: join(BIN, "bun"), runArgs: (s, x = []) => ["run", ...x, s] },
+  node: { name: "node", bin: join(BIN, "node"), runArgs: (s, x = []) => ["--no-warnings", ...x, s] },
 };
+/** Runtime flags that expose a synchronous GC to scripts (Bun has `Bun.gc`). */
+const GC_FLAGS: Record<string, string[]> = { deno: ["--v8-flags=--expose-gc"], bun: [], node: ["--expose-gc"] };
 
 interface Run {
   round: number;
   runtime: string;
   case: string;
+  size: number;
   concurrency: number;
   /** Fraction of all CPUs busy just before the run (other programs). */
   busyBefore?: number;
@@ -74,6 +96,7 @@ interface Run {
 interface Row {
   runtime: string;
   case: string;
+  size: number;
   concurrency: number;
   rounds: number;
   rps: number | null;
@@ -88,15 +111,35 @@ interface Row {
   note?: string;
 }
 
+/** A run of one case in a suite other than rtt: the client's JSON and the server's exit JSON. */
+interface SuiteRun {
+  suite: Suite;
+  round: number;
+  runtime: string;
+  case: string;
+  busyBefore?: number;
+  client?: Record<string, unknown>;
+  server?: Record<string, unknown>;
+  error?: string;
+}
+
+const ALL_SUITES = ["rtt", "stream", "loaded", "slow", "lockargs", "frame", "scale", "profile"];
 const flags = parseFlags(process.argv.slice(2));
 const quick = flags.has("quick");
+const full = flags.has("full");
+const suites = (flags.get("suites") ?? ALL_SUITES.join(",")).split(",").filter(Boolean);
+for (const s of suites) if (!ALL_SUITES.includes(s)) throw new TypeError(`Cannot run: unknown suite "${s}" (${ALL_SUITES.join(", ")})`);
 const runtimeNames = (flags.get("runtimes") ?? "deno,bun,node").split(",").filter(Boolean);
 const caseNames = flags.get("cases")?.split(",").filter(Boolean);
-const concurrencies = (flags.get("concurrency") ?? "1,64").split(",").map(Number);
-const rounds = numberFlag(flags, "rounds", quick ? 1 : 5);
-const duration = numberFlag(flags, "duration", quick ? 1 : 1.5);
-const warmup = numberFlag(flags, "warmup", quick ? 0.3 : 0.5);
-const size = numberFlag(flags, "size", 64);
+const concurrencies = (flags.get("concurrency") ?? (quick ? "1,64" : "1,64,256")).split(",").map(Number);
+const sizes = (flags.get("sizes") ?? flags.get("size") ?? (quick ? "64" : "64,4096")).split(",").map(Number);
+const nodeCounts = (flags.get("nodes") ?? "2,8,32").split(",").map(Number);
+const rounds = numberFlag(flags, "rounds", full ? 5 : quick ? 1 : 2);
+/** Rounds of the secondary round-trip cells (other sizes, concurrency other than 1 and 64). */
+const secondaryRounds = numberFlag(flags, "secondary-rounds", full ? rounds : 1);
+const duration = numberFlag(flags, "duration", full ? 3 : quick ? 0.5 : 1);
+const warmup = numberFlag(flags, "warmup", full ? 1 : quick ? 0.2 : 0.3);
+const profileSeconds = numberFlag(flags, "profile-seconds", full ? 5 : 3);
 const canPin = cpus().length >= 2 && ["/usr/bin/taskset", "/bin/taskset"].some(existsSync);
 const pin = flags.get("pin") ?? (canPin ? "split" : "none");
 if (!["split", "same", "none"].includes(pin)) throw new TypeError(`Cannot run: --pin must be split, same or none, got "${pin}"`);
@@ -107,16 +150,22 @@ const dialer = (flags.get("dialer") ?? "client") as Dialer;
 if (!["client", "server", "any"].includes(dialer)) throw new TypeError(`Cannot run: --dialer must be client, server or any, got "${dialer}"`);
 /** Runs start once other programs keep less than this fraction of the CPUs busy (waiting up to quietWaitMs). */
 const quietBelow = numberFlag(flags, "quiet-below", 0.2);
-const quietWaitMs = numberFlag(flags, "quiet-wait", quick ? 2 : 10) * 1000;
+const quietWaitMs = numberFlag(flags, "quiet-wait", full ? 10 : quick ? 1 : 3) * 1000;
 /** All waiting for quiet together is bounded, so a busy machine cannot stretch the bench unboundedly. */
-let quietBudgetMs = numberFlag(flags, "quiet-budget", quick ? 10 : 40) * 1000;
+let quietBudgetMs = numberFlag(flags, "quiet-budget", full ? 60 : quick ? 5 : 20) * 1000;
 const outPath = resolve(ROOT, flags.get("out") ?? ".bench/results.json");
+/** Docs are regenerated only from a run of every suite on every runtime. */
+const writeDocs = !flags.has("no-docs") && !quick && suites.length === ALL_SUITES.length &&
+  ["deno", "bun", "node"].every((r) => runtimeNames.includes(r)) && !caseNames;
 
 for (const r of runtimeNames) {
   if (!RUNTIMES[r]) throw new TypeError(`Cannot run: unknown runtime "${r}" (deno, bun, node)`);
 }
 if (concurrencies.some((c) => !Number.isInteger(c) || c < 1 || c > 10_000)) {
   throw new RangeError(`Cannot run: --concurrency must be integers in 1..10000`);
+}
+if (sizes.some((c) => !Number.isInteger(c) || c < 4 || c > 1 << 20)) {
+  throw new RangeError(`Cannot run: --sizes must be integers in 4..1048576`);
 }
 const cases = CASES.filter((c) => !caseNames || caseNames.includes(c.name));
 const skipped = new Map<string, string>();
@@ -130,21 +179,50 @@ const broken = new Map<string, string>();
 
 const log = (s: string): void => void process.stderr.write(s + "\n");
 
-async function measure(rt: Runtime, c: BenchCase, concurrency: number): Promise<LoadResult> {
+const applies = (c: BenchCase, suite: Suite, rt: string): boolean =>
+  (c.suite ?? "rtt") === suite && (!c.runtimes || c.runtimes.includes(rt));
+
+/** Runs one case once: server, then client; returns the client's JSON and the server's exit JSON (if any). */
+async function measure<T>(
+  rt: Runtime,
+  c: BenchCase,
+  concurrency: number,
+  size: number,
+  extra: { server?: string[]; client?: string[] } = {},
+): Promise<{ client: T; server?: Record<string, unknown> }> {
   const reserved = await freePorts(c.ports);
   const ports = c.arrange ? await c.arrange(reserved, dialer) : reserved;
   const params = { concurrency, duration, warmup, size, ports };
   let server: Child | undefined;
   let client: Child | undefined;
   try {
-    server = start(rt, c.server(params), ROOT, serverCpu);
+    server = start(rt, c.server(params), ROOT, serverCpu, extra.server);
     const port = await waitReady(server, 20_000);
-    client = start(rt, c.client(params, port), ROOT, clientCpu);
-    return await waitJson<LoadResult>(client, (duration + warmup) * 1000 + 30_000);
+    client = start(rt, c.client(params, port), ROOT, clientCpu, extra.client);
+    const result = await waitJson<T>(client, (2 * duration + warmup) * 1000 + 30_000);
+    await stop(server, 3000);
+    const line = server.stdout().trim().split("\n").filter((l) => l.startsWith("{")).at(-1);
+    return { client: result, server: line ? JSON.parse(line) as Record<string, unknown> : undefined };
   } finally {
     if (client) await stop(client);
     if (server) await stop(server);
   }
+}
+
+/** Runs a single script (no server) and returns its JSON line. */
+async function runScript<T>(rt: Runtime, script: string, args: string[], runtimeFlags: string[], timeoutMs: number): Promise<T> {
+  const child = start(rt, { script, args }, ROOT, undefined, runtimeFlags);
+  try {
+    return await waitJson<T>(child, timeoutMs);
+  } finally {
+    await stop(child);
+  }
+}
+
+/** One step of the run: a label for the progress display and the work, returning the line shown after it. */
+interface Task {
+  label: string;
+  run(): Promise<string>;
 }
 
 async function main(): Promise<void> {
@@ -161,91 +239,431 @@ async function main(): Promise<void> {
   };
   console.log(`machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memGiB} GiB, ${machine.os}, load ${machine.loadavg.join(" ")}`);
   for (const rt of runtimes) console.log(`${rt.name.padEnd(5)}: ${versions[rt.name]}`);
-  console.log(`settings: rounds ${rounds}, duration ${duration} s, warm-up ${warmup} s, payload ${size} B, concurrency ${concurrencies.join(",")}, pin ${pin}, wsgrid dialer ${dialer}`);
+  console.log(`settings: suites ${suites.join(",")}; rounds ${rounds}, duration ${duration} s, warm-up ${warmup} s, payload ${sizes.join(",")} B, concurrency ${concurrencies.join(",")}, pin ${pin}, wsgrid dialer ${dialer}`);
   for (const [name, why] of skipped) console.log(`skipping case "${name}": ${why}`);
 
   const runs: Run[] = [];
-  const total = rounds * runtimes.length * concurrencies.length * active.length;
+  const suiteRuns: SuiteRun[] = [];
+  const lockargs: Record<string, { msgpackrNative: boolean; results: LockArgsBenchResult[] } | { error: string }> = {};
+  const scale: Record<string, unknown>[] = [];
+  const frameMicro: Record<string, Record<string, unknown>> = {};
+  let profile: Record<string, { client?: ProfileSummary; server?: ProfileSummary; load?: ProfiledResult; error?: string }> | undefined;
+  const tasks: Task[] = [];
   const t0 = performance.now();
-  for (let round = 1; round <= rounds; round++) {
-    for (const rt of runtimes) {
-      for (const concurrency of concurrencies) {
-        for (const c of active) {
-          const key = `${rt.name}/${c.name}`;
-          const run: Run = { round, runtime: rt.name, case: c.name, concurrency };
-          runs.push(run);
-          const label = `[${String(runs.length).padStart(String(total).length)}/${total}] round ${round} ${rt.name.padEnd(4)} ${c.name.padEnd(7)} c=${String(concurrency).padEnd(3)}`;
-          if (broken.has(key)) {
-            run.error = broken.get(key);
-            log(`${label} skipped (failed earlier)`);
-            continue;
-          }
-          try {
-            const w0 = performance.now();
-            run.busyBefore = await waitQuiet(quietBelow, Math.min(quietWaitMs, quietBudgetMs));
-            quietBudgetMs = Math.max(0, quietBudgetMs - (performance.now() - w0));
-            run.result = await measure(rt, c, concurrency);
-            const r = run.result;
-            const busy = run.busyBefore >= quietBelow ? `  [machine busy ${Math.round(run.busyBefore * 100)}% before]` : "";
-            log(`${label} ${fmtInt(r.rps).padStart(8)} rps  p50 ${r.p50} ms  p99 ${r.p99} ms  (${elapsed(t0)})${busy}`);
-          } catch (err) {
-            run.error = (err as Error).message;
-            broken.set(key, run.error);
-            log(`${label} FAILED: ${run.error}`);
+
+  /** Waits for a quiet machine (bounded), returns the busy fraction seen. */
+  const quiet = async (): Promise<number> => {
+    const w0 = performance.now();
+    const busy = await waitQuiet(quietBelow, Math.min(quietWaitMs, quietBudgetMs));
+    quietBudgetMs = Math.max(0, quietBudgetMs - (performance.now() - w0));
+    return busy;
+  };
+  const busyNote = (b: number | undefined): string =>
+    b !== undefined && b >= quietBelow ? `  [machine busy ${Math.round(b * 100)}% before]` : "";
+
+  // Single requests: every size × concurrency × case, cases interleaved within a round.
+  if (suites.includes("rtt")) {
+    for (let round = 1; round <= rounds; round++) {
+      for (const rt of runtimes) {
+        for (const size of sizes) {
+          for (const concurrency of concurrencies) {
+            for (const c of active) {
+              if (!applies(c, "rtt", rt.name)) continue;
+              if (c.sizes && !c.sizes.includes(size)) continue;
+              if (c.concurrencies && !c.concurrencies.includes(concurrency)) continue;
+              // Later rounds repeat only the primary cells (first size, concurrency 1 and 64) unless --full.
+              if (round > secondaryRounds && (size !== sizes[0] || (concurrency !== 1 && concurrency !== 64))) continue;
+              const key = `rtt/${rt.name}/${c.name}`;
+              const run: Run = { round, runtime: rt.name, case: c.name, size, concurrency };
+              runs.push(run);
+              tasks.push({
+                label: `rtt    r${round} ${rt.name.padEnd(4)} ${c.name.padEnd(8)} ${String(size).padStart(4)} B c=${String(concurrency).padEnd(3)}`,
+                async run() {
+                  if (broken.has(key)) {
+                    run.error = broken.get(key);
+                    return "skipped (failed earlier)";
+                  }
+                  try {
+                    run.busyBefore = await quiet();
+                    run.result = (await measure<LoadResult>(rt, c, concurrency, size)).client;
+                    const r = run.result;
+                    return `${fmtInt(r.rps).padStart(8)} rps  p50 ${r.p50} ms  p99 ${r.p99} ms${busyNote(run.busyBefore)}`;
+                  } catch (err) {
+                    run.error = (err as Error).message;
+                    broken.set(key, run.error);
+                    return `FAILED: ${run.error}`;
+                  }
+                },
+              });
+            }
           }
         }
       }
     }
   }
 
-  const rows = summarize(runs, runtimes, cases);
-  printTable(rows);
+  // Stream throughput, latency under a stream, slow consumer.
+  for (const suite of ["stream", "loaded", "slow"] as const) {
+    if (!suites.includes(suite)) continue;
+    for (let round = 1; round <= rounds; round++) {
+      for (const rt of runtimes) {
+        for (const c of active) {
+          if (!applies(c, suite, rt.name)) continue;
+          const key = `${suite}/${rt.name}/${c.name}`;
+          const run: SuiteRun = { suite, round, runtime: rt.name, case: c.name };
+          suiteRuns.push(run);
+          tasks.push({
+            label: `${suite.padEnd(6)} r${round} ${rt.name.padEnd(4)} ${c.name.padEnd(8)}`,
+            async run() {
+              if (broken.has(key)) {
+                run.error = broken.get(key);
+                return "skipped (failed earlier)";
+              }
+              try {
+                run.busyBefore = await quiet();
+                const r = await measure<Record<string, unknown>>(rt, c, 1, 64);
+                run.client = r.client;
+                run.server = r.server;
+                return describeSuiteRun(run) + busyNote(run.busyBefore);
+              } catch (err) {
+                run.error = (err as Error).message;
+                broken.set(key, run.error);
+                return `FAILED: ${run.error}`;
+              }
+            },
+          });
+        }
+      }
+    }
+  }
+
+  if (suites.includes("lockargs")) {
+    for (const rt of runtimes) {
+      tasks.push({
+        label: `lockargs  ${rt.name.padEnd(4)}`,
+        async run() {
+          try {
+            const r = await runScript<{ msgpackrNative: boolean; results: LockArgsBenchResult[] }>(
+              rt,
+              "scripts/bench/lockargs_json.ts",
+              full ? [] : ["--rounds", quick ? "3" : "5", "--round-ms", quick ? "10" : "20", "--warmup-ms", quick ? "30" : "60"],
+              [],
+              120_000,
+            );
+            lockargs[rt.name] = r;
+            return r.results.filter((x) => x.resources === 1).map((x) => `${x.codec.split(" ")[0]} ${x.nsPerOp} ns`).join(", ") + " (1 resource)";
+          } catch (err) {
+            lockargs[rt.name] = { error: (err as Error).message };
+            return `FAILED: ${(err as Error).message}`;
+          }
+        },
+      });
+    }
+  }
+
+  if (suites.includes("frame")) {
+    for (const rt of runtimes) {
+      tasks.push({
+        label: `frame     ${rt.name.padEnd(4)}`,
+        async run() {
+          try {
+            const r = await runScript<Record<string, number>>(rt, "scripts/bench/frame_micro.ts", full ? ["--rounds", "9"] : [], [], 60_000);
+            frameMicro[rt.name] = r;
+            return `decode ${r.decodeNsPerMsg} ns/message, encode ${r.encodeNsPerMsg} ns/message (batches of ${r.batch}); one TextDecoder.decode of a handler name ${r.textDecodeNs} ns; setTimeout+clearTimeout ${r.timerPairNs} ns`;
+          } catch (err) {
+            frameMicro[rt.name] = { error: (err as Error).message };
+            return `FAILED: ${(err as Error).message}`;
+          }
+        },
+      });
+    }
+  }
+
+  if (suites.includes("scale")) {
+    for (const rt of runtimes) {
+      for (const nodes of nodeCounts) {
+        tasks.push({
+          label: `scale     ${rt.name.padEnd(4)} ${String(nodes).padStart(3)} nodes`,
+          async run() {
+            const row: Record<string, unknown> = { runtime: rt.name, nodes };
+            scale.push(row);
+            try {
+              row.busyBefore = await quiet();
+              const r = await runScript<Record<string, number>>(
+                rt,
+                "scripts/bench/scale.ts",
+                ["--nodes", String(nodes), "--duration", String(duration), "--warmup", String(warmup)],
+                GC_FLAGS[rt.name] ?? [],
+                (duration + warmup) * 1000 + 90_000,
+              );
+              Object.assign(row, r);
+              return `mesh up ${r.meshUpMs} ms, ${fmtInt(r.rps)} rps, p99 ${r.p99} ms, ${r.heapPerConnKB} KB heap / ${r.rssPerConnKB} KB RSS per connection${busyNote(row.busyBefore as number)}`;
+            } catch (err) {
+              row.error = (err as Error).message;
+              return `FAILED: ${row.error}`;
+            }
+          },
+        });
+      }
+    }
+  }
+
+  if (suites.includes("profile") && existsSync(RUNTIMES.node.bin)) {
+    const dir = resolve(ROOT, ".bench/prof");
+    const read = (prefix: string): ProfileSummary | undefined => {
+      const f = readdirSync(dir).find((x) => x === `${prefix}.cpuprofile`);
+      // Start-up (module loading, type stripping) is skipped: the summary starts 0.5 s after the first call.
+      return f
+        ? summarizeProfile(JSON.parse(readFileSync(join(dir, f), "utf8")), 15, {
+          untilUrl: ["/src/mux/", "/node_modules/ws/", "undici"],
+          thenMs: 500,
+        })
+        : undefined;
+    };
+    profile = {};
+    const targets = [
+      { key: "requests", suite: "rtt", what: "wsgrid 64 B c=64" },
+      { key: "stream", suite: "stream", what: "wsgrid stream 16 KiB" },
+      { key: "rawStream", suite: "stream", what: "raw stream 16 KiB" },
+    ] as const;
+    for (const t of targets) {
+      tasks.push({
+        label: `profile   node ${t.what} (${profileSeconds} s, --cpu-prof)`,
+        async run() {
+          const c = CASES.find((x) => x.name === (t.key === "rawStream" ? "raw" : "wsgrid") && (x.suite ?? "rtt") === t.suite);
+          if (!c || !profile) return "FAILED: no wsgrid case";
+          try {
+            if (t.key === "requests") rmSync(dir, { recursive: true, force: true });
+            const r = await measureProfiled(c, dir, t.key);
+            const entry = { client: read(`${t.key}-client`), server: read(`${t.key}-server`), load: r };
+            profile[t.key] = entry;
+            if (entry.client) log(`${t.key}: caller (client process) profile:\n${formatProfile(entry.client)}`);
+            if (entry.server) log(`${t.key}: handler (server process) profile:\n${formatProfile(entry.server)}`);
+            return `${r.rps !== undefined ? `${fmtInt(r.rps)} rps` : `${r.mbps} MB/s`} under the profiler; profiles in ${dir}`;
+          } catch (err) {
+            profile[t.key] = { error: (err as Error).message };
+            return `FAILED: ${(err as Error).message}`;
+          }
+        },
+      });
+    }
+  }
+
+  const width = String(tasks.length).length;
+  for (let i = 0; i < tasks.length; i++) {
+    const t = tasks[i];
+    const head = `[${String(i + 1).padStart(width)}/${tasks.length}] ${t.label}`;
+    if (process.stderr.isTTY) process.stderr.write(`${head} …\r`);
+    const line = await t.run();
+    log(`${head} ${line}  (${elapsed(t0)})`);
+  }
+
+  const rows = summarize(runs, runtimes, cases.filter((c) => (c.suite ?? "rtt") === "rtt"));
+  const streamRows = summarizeSuites(suiteRuns, runtimes);
+  if (rows.length) printTable(rows);
+  for (const line of formatSuiteRows(streamRows)) console.log(line);
+  const results = {
+    date: new Date().toISOString(),
+    durationS: Math.round((performance.now() - t0) / 1000),
+    machine,
+    machineAfter: { loadavg: loadavg().map((x) => Math.round(x * 100) / 100) },
+    versions,
+    settings: { suites, rounds, secondaryRounds, duration, warmup, sizes, concurrencies, nodeCounts, pin, dialer, quietBelow, quietWaitMs, full, quick },
+    cases: cases.map((c) => ({ name: c.name, suite: c.suite ?? "rtt", description: c.description, baseline: c.baseline ?? null, skipped: skipped.get(c.name) ?? null })),
+    rows,
+    streams: streamRows,
+    lockargs,
+    frame: frameMicro,
+    scale,
+    profile: profile ?? null,
+    runs,
+    suiteRuns,
+  };
   mkdirSync(dirname(outPath), { recursive: true });
-  writeFileSync(
-    outPath,
-    JSON.stringify(
-      {
-        date: new Date().toISOString(),
-        machine,
-        versions,
-        settings: { rounds, duration, warmup, size, concurrencies, pin, dialer, quietBelow, quietWaitMs },
-        cases: cases.map((c) => ({ name: c.name, description: c.description, baseline: c.baseline ?? null, skipped: skipped.get(c.name) ?? null })),
-        rows,
-        runs,
-      },
-      null,
-      2,
-    ) + "\n",
-  );
+  writeFileSync(outPath, JSON.stringify(results, null, 2) + "\n");
   console.log(`\nresults: ${outPath} (${elapsed(t0)} total)`);
+  if (writeDocs) {
+    const written = renderReport(results, ROOT);
+    console.log(`docs: ${written.join(", ")}`);
+  } else {
+    console.log("docs: not regenerated (partial, --quick or --no-docs run); `deno run -A scripts/bench/report.ts` renders them from results.json");
+  }
+}
+
+/** What a profiled run reports: rps for requests, mbps for a stream. */
+interface ProfiledResult {
+  rps?: number;
+  mbps?: number;
+}
+
+/** One wsgrid case (64 B, concurrency 64 for requests) with both Node processes under `--cpu-prof`. */
+async function measureProfiled(c: BenchCase, dir: string, prefix: string): Promise<ProfiledResult> {
+  const reserved = await freePorts(c.ports);
+  const ports = c.arrange ? await c.arrange(reserved, dialer) : reserved;
+  const params = { concurrency: 64, duration: profileSeconds, warmup: 1, size: 64, ports };
+  const prof = (name: string) => ["--cpu-prof", `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${prefix}-${name}.cpuprofile`];
+  const server = start(RUNTIMES.node, c.server(params), ROOT, serverCpu, prof("server"));
+  let client: Child | undefined;
+  try {
+    const port = await waitReady(server, 20_000);
+    client = start(RUNTIMES.node, c.client(params, port), ROOT, clientCpu, prof("client"));
+    const r = await waitJson<ProfiledResult>(client, (profileSeconds + 1) * 1000 + 30_000);
+    await stop(server, 5000);
+    return r;
+  } finally {
+    if (client) await stop(client);
+    await stop(server, 5000);
+  }
+}
+
+function describeSuiteRun(run: SuiteRun): string {
+  const c = run.client ?? {};
+  const s = run.server ?? {};
+  if (run.suite === "stream") {
+    return `${String(c.mbps).padStart(7)} MB/s  reader RSS peak ${c.rssPeakMB} MB, writer RSS peak ${s.rssPeakMB ?? "?"} MB`;
+  }
+  if (run.suite === "loaded") {
+    const idle = c.idle as LoadResult;
+    const loaded = c.loaded as LoadResult;
+    return `idle p99 ${idle.p99} ms, under stream p99 ${loaded.p99} ms (${c.p99Ratio}×), stream ${c.mbps} MB/s`;
+  }
+  const st = (s.streams as { rssStartMB: number; rssPeakMB: number; msgs: number }[] | undefined)?.[0];
+  return `reader ${c.mbps} MB/s; writer RSS ${st?.rssStartMB ?? "?"} → peak ${st?.rssPeakMB ?? "?"} MB, ${st?.msgs ?? "?"} messages written`;
+}
+
+/** Summary rows of the stream, loaded and slow suites: medians over rounds. */
+interface SuiteRow {
+  suite: Suite;
+  runtime: string;
+  case: string;
+  rounds: number;
+  /** Throughput, MB/s (stream: the case; loaded/slow: the stream). */
+  mbps: number | null;
+  /** stream: mbps over the raw case's mbps. */
+  ratio: number | null;
+  readerRssPeakMB?: number | null;
+  writerRssPeakMB?: number | null;
+  idleP50?: number | null;
+  idleP99?: number | null;
+  loadedP50?: number | null;
+  loadedP99?: number | null;
+  p99Ratio?: number | null;
+  writerRssStartMB?: number | null;
+  writerRssGrowthMB?: number | null;
+  messagesWritten?: number | null;
+  error?: string;
+}
+
+function summarizeSuites(all: SuiteRun[], runtimes: Runtime[]): SuiteRow[] {
+  const rows: SuiteRow[] = [];
+  const num = (x: unknown): number => (typeof x === "number" ? x : NaN);
+  for (const suite of ["stream", "loaded", "slow"] as const) {
+    for (const rt of runtimes) {
+      const names = [...new Set(all.filter((r) => r.suite === suite && r.runtime === rt.name).map((r) => r.case))];
+      let rawMbps: number | null = null;
+      for (const name of names) {
+        const mine = all.filter((r) => r.suite === suite && r.runtime === rt.name && r.case === name);
+        const ok = mine.filter((r) => r.client);
+        const pick = (f: (r: SuiteRun) => unknown): number | null => median(ok.map((r) => num(f(r))));
+        const mbps = pick((r) => r.client?.mbps);
+        if (suite === "stream" && name === "raw") rawMbps = mbps;
+        const row: SuiteRow = {
+          suite,
+          runtime: rt.name,
+          case: name,
+          rounds: ok.length,
+          mbps,
+          ratio: suite === "stream" && name !== "raw" && mbps !== null && rawMbps ? round3(mbps / rawMbps) : null,
+          error: ok.length < mine.length ? mine.find((r) => r.error)?.error : undefined,
+        };
+        const first = (r: SuiteRun) => (r.server?.streams as { rssStartMB: number; rssPeakMB: number; msgs: number }[] | undefined)?.[0];
+        if (suite === "stream") {
+          row.readerRssPeakMB = pick((r) => r.client?.rssPeakMB);
+          row.writerRssPeakMB = pick((r) => r.server?.rssPeakMB);
+        } else if (suite === "loaded") {
+          row.idleP50 = pick((r) => (r.client?.idle as LoadResult).p50);
+          row.idleP99 = pick((r) => (r.client?.idle as LoadResult).p99);
+          row.loadedP50 = pick((r) => (r.client?.loaded as LoadResult).p50);
+          row.loadedP99 = pick((r) => (r.client?.loaded as LoadResult).p99);
+          row.p99Ratio = pick((r) => r.client?.p99Ratio);
+        } else {
+          row.writerRssStartMB = pick((r) => first(r)?.rssStartMB);
+          row.writerRssPeakMB = pick((r) => first(r)?.rssPeakMB);
+          row.writerRssGrowthMB = pick((r) => {
+            const f = first(r);
+            return f ? Math.round((f.rssPeakMB - f.rssStartMB) * 10) / 10 : NaN;
+          });
+          row.messagesWritten = pick((r) => first(r)?.msgs);
+        }
+        rows.push(row);
+      }
+    }
+  }
+  return rows;
+}
+
+function formatSuiteRows(rows: SuiteRow[]): string[] {
+  const out: string[] = [];
+  const f = (x: number | null | undefined, d = 1): string => (x === null || x === undefined ? "-" : x.toFixed(d));
+  const stream = rows.filter((r) => r.suite === "stream");
+  if (stream.length) {
+    out.push("", "stream throughput, 16 KiB messages one way:");
+    out.push("| runtime | case     |   MB/s | ratio-to-raw | reader RSS peak MB | writer RSS peak MB |");
+    for (const r of stream) {
+      out.push(`| ${r.runtime.padEnd(7)} | ${r.case.padEnd(8)} | ${f(r.mbps).padStart(6)} | ${f(r.ratio, 2).padStart(12)} | ${f(r.readerRssPeakMB).padStart(18)} | ${f(r.writerRssPeakMB).padStart(18)} |`);
+    }
+  }
+  const loaded = rows.filter((r) => r.suite === "loaded");
+  if (loaded.length) {
+    out.push("", "single-request latency (64 B, concurrency 1) idle vs while a stream runs on the same connection:");
+    out.push("| runtime | idle p50 | idle p99 | loaded p50 | loaded p99 | p99 ratio | stream MB/s |");
+    for (const r of loaded) {
+      out.push(`| ${r.runtime.padEnd(7)} | ${f(r.idleP50, 3).padStart(8)} | ${f(r.idleP99, 3).padStart(8)} | ${f(r.loadedP50, 3).padStart(10)} | ${f(r.loadedP99, 3).padStart(10)} | ${f(r.p99Ratio, 1).padStart(9)} | ${f(r.mbps).padStart(11)} |`);
+    }
+  }
+  const slow = rows.filter((r) => r.suite === "slow");
+  if (slow.length) {
+    out.push("", "slow consumer (one 16 KiB message per 10 ms), writer process:");
+    out.push("| runtime | reader MB/s | writer RSS at start MB | writer RSS peak MB | growth MB | messages written |");
+    for (const r of slow) {
+      out.push(`| ${r.runtime.padEnd(7)} | ${f(r.mbps).padStart(11)} | ${f(r.writerRssStartMB).padStart(22)} | ${f(r.writerRssPeakMB).padStart(18)} | ${f(r.writerRssGrowthMB).padStart(9)} | ${f(r.messagesWritten, 0).padStart(16)} |`);
+    }
+  }
+  return out;
 }
 
 function summarize(runs: Run[], runtimes: Runtime[], all: readonly BenchCase[]): Row[] {
   const rows: Row[] = [];
   for (const rt of runtimes) {
-    for (const concurrency of concurrencies) {
-      const medians = new Map<string, number | null>();
-      for (const c of all) {
-        const mine = runs.filter((r) => r.runtime === rt.name && r.case === c.name && r.concurrency === concurrency);
-        const ok = mine.flatMap((r) => (r.result ? [r.result] : []));
-        const rps = median(ok.map((r) => r.rps));
-        medians.set(c.name, rps);
-        const base = c.baseline ? medians.get(c.baseline) : undefined;
-        const pairs = c.baseline ? pairedRatios(runs, rt.name, concurrency, c.baseline, c.name) : [];
-        rows.push({
-          runtime: rt.name,
-          case: c.name,
-          concurrency,
-          rounds: ok.length,
-          rps,
-          p50: median(ok.map((r) => r.p50)),
-          p99: median(ok.map((r) => r.p99)),
-          rpsMin: ok.length ? Math.min(...ok.map((r) => r.rps)) : null,
-          rpsMax: ok.length ? Math.max(...ok.map((r) => r.rps)) : null,
-          ratio: rps !== null && base ? round3(rps / base) : null,
-          pairedRatio: pairs.length ? round3(median(pairs) ?? NaN) : null,
-          note: skipped.get(c.name) ? "skipped" : ok.length < mine.length ? "failed" : undefined,
-        });
+    for (const size of sizes) {
+      for (const concurrency of concurrencies) {
+        const medians = new Map<string, number | null>();
+        for (const c of all) {
+          const mine = runs.filter((r) =>
+            r.runtime === rt.name && r.case === c.name && r.size === size && r.concurrency === concurrency
+          );
+          if (mine.length === 0) continue;
+          const ok = mine.flatMap((r) => (r.result ? [r.result] : []));
+          const rps = median(ok.map((r) => r.rps));
+          medians.set(c.name, rps);
+          const base = c.baseline ? medians.get(c.baseline) : undefined;
+          const pairs = c.baseline ? pairedRatios(runs, rt.name, size, concurrency, c.baseline, c.name) : [];
+          rows.push({
+            runtime: rt.name,
+            case: c.name,
+            size,
+            concurrency,
+            rounds: ok.length,
+            rps,
+            p50: median(ok.map((r) => r.p50)),
+            p99: median(ok.map((r) => r.p99)),
+            rpsMin: ok.length ? Math.min(...ok.map((r) => r.rps)) : null,
+            rpsMax: ok.length ? Math.max(...ok.map((r) => r.rps)) : null,
+            ratio: rps !== null && base ? round3(rps / base) : null,
+            pairedRatio: pairs.length ? round3(median(pairs) ?? NaN) : null,
+            note: skipped.get(c.name) ? "skipped" : ok.length < mine.length ? "failed" : undefined,
+          });
+        }
       }
     }
   }
@@ -253,10 +671,11 @@ function summarize(runs: Run[], runtimes: Runtime[], all: readonly BenchCase[]):
 }
 
 function printTable(rows: Row[]): void {
-  const head = ["runtime", "case", "conc", "rps (median)", "p50 ms", "p99 ms", "ratio-to-raw", "paired ratio", "rps min-max"];
+  const head = ["runtime", "case", "size", "conc", "rps (median)", "p50 ms", "p99 ms", "ratio-to-raw", "paired ratio", "rps min-max"];
   const body = rows.map((r) => [
     r.runtime,
     r.case,
+    String(r.size),
     String(r.concurrency),
     r.rps === null ? (r.note ?? "-") : fmtInt(r.rps),
     r.p50 === null ? "-" : r.p50.toFixed(3),
@@ -274,12 +693,12 @@ function printTable(rows: Row[]): void {
   for (const b of body) console.log(line(b));
 }
 
-function pairedRatios(runs: Run[], runtime: string, concurrency: number, base: string, name: string): number[] {
+function pairedRatios(runs: Run[], runtime: string, size: number, concurrency: number, base: string, name: string): number[] {
   const ratios: number[] = [];
   for (const r of runs) {
-    if (r.runtime !== runtime || r.concurrency !== concurrency || r.case !== name || !r.result) continue;
+    if (r.runtime !== runtime || r.size !== size || r.concurrency !== concurrency || r.case !== name || !r.result) continue;
     const b = runs.find((x) =>
-      x.runtime === runtime && x.concurrency === concurrency && x.case === base && x.round === r.round
+      x.runtime === runtime && x.size === size && x.concurrency === concurrency && x.case === base && x.round === r.round
     );
     if (b?.result) ratios.push(r.result.rps / b.result.rps);
   }
@@ -305,11 +724,13 @@ function elapsed(t0: number): string {
   return `${((performance.now() - t0) / 1000).toFixed(1)} s`;
 }
 
+/** The whole run is bounded: 20 minutes by default, 90 with --full. */
+const guardMinutes = full ? 90 : 20;
 const guard = setTimeout(() => {
-  log("bench: giving up after 20 minutes");
+  log(`bench: giving up after ${guardMinutes} minutes`);
   killAll();
   process.exit(2);
-}, 20 * 60_000);
+}, guardMinutes * 60_000);
 try {
   await main();
   clearTimeout(guard);

@@ -2,6 +2,10 @@
  * Raw WebSocket echo server, the baseline wsgrid is compared against. Runs
  * under Deno (`Deno.serve` + `upgradeWebSocket`), Bun (`Bun.serve`) and Node
  * (`node:http` + `ws`); each message is echoed back as its own message.
+ * With `--mode source` it instead sends `--msg-size`-byte messages (default
+ * 16 KiB) to each client as fast as the socket's buffered amount allows (below
+ * 1 MiB, polled every 2 ms when above: the same rule as wsgrid's writer), and
+ * on exit prints one JSON line `{ rssPeakMB }`.
  * Listens on 127.0.0.1, prints `READY <port>` on stdout, and exits when stdin
  * closes (the harness went away) or after `--max-seconds` (default 600).
  *
@@ -14,7 +18,7 @@
 
 import type { Server } from "node:http";
 import process from "node:process";
-import { exitWithParent, numberFlag, parseFlags } from "./_load.ts";
+import { exitWithParent, makePayload, MemorySampler, numberFlag, parseFlags } from "./_load.ts";
 
 /** The slice of Deno's API used here (declared locally so the file type-checks anywhere). */
 interface DenoSlice {
@@ -28,6 +32,8 @@ interface DenoSlice {
 /** The slice of Bun's API used here. */
 interface BunSocketSlice {
   send(data: string | ArrayBufferView | ArrayBuffer): number;
+  getBufferedAmount(): number;
+  readyState: number;
 }
 interface BunSlice {
   serve(opts: {
@@ -37,12 +43,15 @@ interface BunSlice {
     websocket: {
       perMessageDeflate: boolean;
       message(ws: BunSocketSlice, msg: string | Uint8Array): void;
+      open?(ws: BunSocketSlice): void;
     };
   }): { port: number; stop(force?: boolean): void };
 }
 
 /** The slice of the `ws` package used here (it ships no types). */
 interface WsSocketSlice {
+  readonly bufferedAmount: number;
+  readonly readyState: number;
   on(ev: "message", fn: (data: Uint8Array, isBinary: boolean) => void): void;
   send(data: Uint8Array, opts: { binary: boolean }): void;
   terminate(): void;
@@ -59,6 +68,30 @@ const port = numberFlag(flags, "port", 0);
 const hostname = flags.get("hostname") ?? "127.0.0.1";
 const maxSeconds = numberFlag(flags, "max-seconds", 600);
 const g = globalThis as unknown as { Deno?: DenoSlice; Bun?: BunSlice };
+const mode = flags.get("mode") ?? "echo";
+if (mode !== "echo" && mode !== "source") throw new TypeError(`Cannot start: --mode must be echo or source, got "${mode}"`);
+const chunk = makePayload(numberFlag(flags, "msg-size", 16 << 10), 0);
+const HIGH_WATER = 1 << 20;
+const mem = mode === "source" ? new MemorySampler() : undefined;
+
+/** Sends `chunk` while the socket buffers less than HIGH_WATER; polls every 2 ms when above. */
+function pump(send: () => void, buffered: () => number, open: () => boolean): void {
+  const step = (): void => {
+    if (!open()) return;
+    try {
+      while (buffered() < HIGH_WATER) send();
+    } catch {
+      return;
+    }
+    setTimeout(step, 2);
+  };
+  step();
+}
+
+function exitStats(): void {
+  mem?.stop();
+  if (mem) process.stdout.write(JSON.stringify({ rssPeakMB: mem.peakMB() }) + "\n");
+}
 
 function ready(p: number): void {
   process.stdout.write(`READY ${p}\n`);
@@ -70,10 +103,15 @@ if (g.Deno) {
     if (req.headers.get("upgrade") !== "websocket") return new Response("echo", { status: 426 });
     const { socket, response } = Deno.upgradeWebSocket(req);
     socket.binaryType = "arraybuffer";
-    socket.onmessage = (e) => socket.send(e.data);
+    if (mode === "source") {
+      socket.onopen = () => pump(() => socket.send(chunk), () => socket.bufferedAmount, () => socket.readyState === 1);
+    } else socket.onmessage = (e) => socket.send(e.data);
     return response;
   });
-  exitWithParent(() => server.shutdown(), maxSeconds);
+  exitWithParent(async () => {
+    exitStats();
+    await server.shutdown();
+  }, maxSeconds);
 } else if (g.Bun) {
   const server = g.Bun.serve({
     port,
@@ -84,26 +122,35 @@ if (g.Deno) {
     },
     websocket: {
       perMessageDeflate: false,
+      open(ws) {
+        if (mode === "source") pump(() => void ws.send(chunk), () => ws.getBufferedAmount(), () => ws.readyState === 1);
+      },
       message(ws, msg) {
-        ws.send(msg);
+        if (mode === "echo") ws.send(msg);
       },
     },
   });
   ready(server.port);
-  exitWithParent(() => server.stop(true), maxSeconds);
+  exitWithParent(() => {
+    exitStats();
+    server.stop(true);
+  }, maxSeconds);
 } else {
   const { createServer } = await import("node:http");
   const { WebSocketServer } = (await import("ws")) as unknown as WsModuleSlice;
   const server = createServer((_req, res) => res.writeHead(426).end("echo"));
   const wss = new WebSocketServer({ server, perMessageDeflate: false });
   wss.on("connection", (ws) => {
-    ws.on("message", (data, isBinary) => ws.send(data, { binary: isBinary }));
+    if (mode === "source") {
+      pump(() => ws.send(chunk, { binary: true }), () => ws.bufferedAmount, () => ws.readyState === 1);
+    } else ws.on("message", (data, isBinary) => ws.send(data, { binary: isBinary }));
   });
   server.listen(port, hostname, () => {
     const addr = server.address();
     ready(typeof addr === "object" && addr ? addr.port : port);
   });
   exitWithParent(() => {
+    exitStats();
     for (const c of wss.clients) c.terminate();
     server.close();
   }, maxSeconds);

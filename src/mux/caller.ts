@@ -29,9 +29,29 @@ interface PendingRequest {
   readonly link: Link;
   resolve: (v: Uint8Array) => void;
   reject: (e: unknown) => void;
-  timer: ReturnType<typeof setTimeout> | undefined;
+  /** The request's timeout, ms, and when it passes (`performance.now()` time). */
+  readonly timeout: number;
+  readonly expiresAt: number;
+  /** The queue of requests with the same timeout that this one waits in. */
+  readonly queue: TimeoutQueue;
+  finished: boolean;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
+}
+
+/**
+ * Requests with the same timeout, in the order they were sent, so their
+ * deadlines are in order too: one timer, armed for the oldest live request,
+ * serves the whole queue instead of a timer per request (timers cost from
+ * ~0.1 µs to ~1 µs per request depending on the runtime). Finished requests
+ * leave the queue when they reach its head, or when it is compacted.
+ */
+interface TimeoutQueue {
+  readonly timeout: number;
+  calls: PendingRequest[];
+  head: number;
+  live: number;
+  timer: ReturnType<typeof setTimeout> | undefined;
 }
 
 /** Calls this side made on one connection. */
@@ -39,6 +59,7 @@ export class MuxCaller {
   private readonly host: MuxHost;
   private readonly requests = new Map<number, PendingRequest>();
   readonly streams = new Map<number, CallerStream<unknown, unknown>>();
+  private readonly timeouts = new Map<number, TimeoutQueue>();
   private nextId = 1;
 
   constructor(host: MuxHost) {
@@ -70,24 +91,29 @@ export class MuxCaller {
     const route = encodeRoute(name, subroute);
     const id = this.allocId();
     return new Promise<Uint8Array>((resolve, reject) => {
+      let queue = this.timeouts.get(timeout);
+      if (queue === undefined) {
+        queue = { timeout, calls: [], head: 0, live: 0, timer: undefined };
+        this.timeouts.set(timeout, queue);
+      }
       const call: PendingRequest = {
         id,
         name,
         link,
         resolve,
         reject,
-        timer: undefined,
+        timeout,
+        expiresAt: performance.now() + timeout,
+        queue,
+        finished: false,
         signal,
         onAbort: undefined,
       };
       this.requests.set(id, call);
       link.send({ op: OP_REQUEST, flags: 0, mux: id, seq: 0, deadline: timeout, route, payload });
-      call.timer = setTimeout(() => {
-        if (this.finish(call)) {
-          link.send(cancelMessage(id, CANCEL_TIMEOUT));
-          reject(new TimeoutError(`Request "${name}" to "${this.host.remote}" timed out after ${timeout} ms`));
-        }
-      }, timeout);
+      queue.calls.push(call);
+      queue.live++;
+      if (queue.timer === undefined) this.armTimeout(queue);
       if (signal !== undefined) {
         call.onAbort = () => {
           if (this.finish(call)) {
@@ -123,9 +149,67 @@ export class MuxCaller {
   private finish(call: PendingRequest): boolean {
     if (this.requests.get(call.id) !== call) return false;
     this.requests.delete(call.id);
-    if (call.timer !== undefined) clearTimeout(call.timer);
+    this.leaveQueue(call);
     if (call.onAbort !== undefined) call.signal!.removeEventListener("abort", call.onAbort);
     return true;
+  }
+
+  /** Marks `call` finished in its timeout queue; the queue's timer stops once no call in it is live. */
+  private leaveQueue(call: PendingRequest): void {
+    const q = call.queue;
+    call.finished = true;
+    q.live--;
+    if (q.live === 0) {
+      if (q.timer !== undefined) clearTimeout(q.timer);
+      q.timer = undefined;
+      q.calls.length = 0;
+      q.head = 0;
+      // Queues of the few timeouts in use are kept; one-off timeouts do not accumulate.
+      if (this.timeouts.size > 8 && this.timeouts.get(q.timeout) === q) this.timeouts.delete(q.timeout);
+      return;
+    }
+    const calls = q.calls;
+    while (q.head < calls.length && calls[q.head].finished) q.head++;
+    const held = calls.length - q.head;
+    if (held > 1024 && held > 4 * q.live) {
+      // A slow request at the head keeps finished ones behind it: compact when they dominate.
+      q.calls = calls.slice(q.head).filter((c) => !c.finished);
+      q.head = 0;
+    } else if (q.head >= 1024 && q.head >= held) {
+      // Under steady load the queue never empties: drop the finished prefix.
+      q.calls = calls.slice(q.head);
+      q.head = 0;
+    }
+  }
+
+  /** Arms the queue's timer for its oldest live request. */
+  private armTimeout(q: TimeoutQueue): void {
+    const calls = q.calls;
+    while (q.head < calls.length && calls[q.head].finished) q.head++;
+    if (q.head >= calls.length) return;
+    const wait = Math.max(0, Math.ceil(calls[q.head].expiresAt - performance.now()));
+    q.timer = setTimeout(() => this.expire(q), wait);
+  }
+
+  /** Times out every request of the queue whose deadline has passed, then re-arms. */
+  private expire(q: TimeoutQueue): void {
+    q.timer = undefined;
+    const now = performance.now();
+    while (q.head < q.calls.length) {
+      const call = q.calls[q.head];
+      if (call.finished) {
+        q.head++;
+        continue;
+      }
+      // A timer may fire a little early against performance.now(): then it is armed again.
+      if (call.expiresAt > now) break;
+      if (this.finish(call)) {
+        call.link.send(cancelMessage(call.id, CANCEL_TIMEOUT));
+        call.reject(new TimeoutError(`Request "${call.name}" to "${this.host.remote}" timed out after ${call.timeout} ms`));
+      }
+      if (q.live === 0) return;
+    }
+    if (q.timer === undefined && q.live > 0) this.armTimeout(q);
   }
 
   /** Handles a callee → caller message. */

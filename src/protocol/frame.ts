@@ -153,7 +153,7 @@ export function decodeFrame(frame: Uint8Array, maxPayload: number): Message[] {
       const hl = frame[o++];
       if (hl === 0) fail("empty handler name");
       if (len - o < hl + 1) fail(`handler name length ${hl} exceeds remaining ${len - o} bytes`);
-      handler = decodeText(frame.subarray(o, o + hl));
+      handler = decodeHandler(frame, o, hl);
       o += hl;
       const sl = frame[o++];
       if (len - o < sl) fail(`subroute length ${sl} exceeds remaining ${len - o} bytes`);
@@ -167,6 +167,24 @@ export function decodeFrame(frame: Uint8Array, maxPayload: number): Message[] {
     out.push({ op, flags, mux, seq, deadline, handler, subroute, payload });
   }
   return out;
+}
+
+// The last handler name decoded, reused while the bytes match: a batch of calls
+// usually names the same handler, and TextDecoder has a high fixed cost per call.
+let lastHandlerBytes: Uint8Array = EMPTY;
+let lastHandler = "";
+
+function decodeHandler(frame: Uint8Array, o: number, hl: number): string {
+  const last = lastHandlerBytes;
+  if (last.length === hl) {
+    let i = 0;
+    while (i < hl && frame[o + i] === last[i]) i++;
+    if (i === hl) return lastHandler;
+  }
+  const name = decodeText(frame.subarray(o, o + hl));
+  lastHandlerBytes = frame.slice(o, o + hl);
+  lastHandler = name;
+  return name;
 }
 
 function decodeText(bytes: Uint8Array): string {

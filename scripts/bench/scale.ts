@@ -1,0 +1,105 @@
+/**
+ * Scale case, as MinIO's BenchmarkRequests: `--nodes N` Managers in ONE
+ * process, each served on its own loopback port, forming a full mesh
+ * (N·(N−1)/2 sockets, both ends in this process). Measures the time from
+ * constructing the Managers until every connection is up, the memory the mesh
+ * added (RSS and JS heap, after a GC when the runtime exposes one) divided by
+ * the number of connections, then `--concurrency` workers in total, each
+ * calling a random node → random other node `echo` with `--size` bytes for
+ * `--duration` s. Prints one JSON line.
+ *
+ * ```sh
+ * node --expose-gc scripts/bench/scale.ts --nodes 8 --duration 2
+ * ```
+ *
+ * @module
+ */
+
+import process from "node:process";
+import { Manager } from "../../src/manager.ts";
+import { serve } from "../../src/adapters/serve.ts";
+import { freePorts } from "./_proc.ts";
+import { makePayload, numberFlag, parseFlags, runLoad } from "./_load.ts";
+
+const flags = parseFlags(process.argv.slice(2));
+const n = numberFlag(flags, "nodes", 8);
+const concurrency = numberFlag(flags, "concurrency", 64);
+const durationMs = numberFlag(flags, "duration", 2) * 1000;
+const warmupMs = numberFlag(flags, "warmup", 0.5) * 1000;
+const size = numberFlag(flags, "size", 64);
+const upTimeoutMs = numberFlag(flags, "up-timeout", 60) * 1000;
+if (!Number.isInteger(n) || n < 2 || n > 256) throw new RangeError("Cannot run: --nodes must be an integer in 2..256");
+
+const g = globalThis as { gc?: () => void; Bun?: { gc(force: boolean): void } };
+async function settle(): Promise<{ rss: number; heap: number }> {
+  for (let i = 0; i < 3; i++) {
+    if (g.Bun) g.Bun.gc(true);
+    else g.gc?.();
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const m = process.memoryUsage();
+  return { rss: m.rss, heap: m.heapUsed };
+}
+
+// A throwaway 2-node mesh first, so module loading and compilation are not
+// counted as memory of the measured mesh.
+{
+  const wp = await freePorts(2);
+  const wu = wp.map((p) => `ws://127.0.0.1:${p}`);
+  const wg = wu.map((local) => new Manager({ local, hosts: wu, secret: "warm-up", backoff: { base: 20, cap: 200 } }));
+  wg[1].handle("echo", (req: Uint8Array) => req);
+  const ws = await Promise.all(wg.map((grid, i) => serve(grid, { port: wp[i], hostname: "127.0.0.1" })));
+  for (let i = 0; i < 200; i++) {
+    await wg[0].connection(wu[1]).request("echo", makePayload(size, i), { waitForConnect: true, timeout: upTimeoutMs });
+  }
+  await Promise.all([...wg.map((grid) => grid.close()), ...ws.map((s) => s.close())]);
+}
+
+const ports = await freePorts(n);
+const urls = ports.map((p) => `ws://127.0.0.1:${p}`);
+const before = await settle();
+const t0 = performance.now();
+const grids = urls.map((local) =>
+  new Manager({ local, hosts: urls, secret: "wsgrid bench secret", backoff: { base: 20, cap: 200 } })
+);
+for (const grid of grids) grid.handle("echo", (req: Uint8Array) => req);
+const servers = await Promise.all(grids.map((grid, i) => serve(grid, { port: ports[i], hostname: "127.0.0.1" })));
+const waits: Promise<unknown>[] = [];
+for (const grid of grids) {
+  for (const url of urls) if (url !== grid.local) waits.push(grid.connection(url).waitForConnect({ timeout: upTimeoutMs }));
+}
+await Promise.all(waits);
+const meshUpMs = performance.now() - t0;
+const after = await settle();
+const connections = (n * (n - 1)) / 2;
+
+const payload = makePayload(size, 0);
+const pick = (k: number): number => Math.floor(Math.random() * k);
+const load = await runLoad(async () => {
+  const from = pick(n);
+  let to = pick(n - 1);
+  if (to >= from) to++;
+  const r = await grids[from].connection(urls[to]).request("echo", payload);
+  if (r.byteLength !== size) throw new Error(`Cannot verify echo: got ${r.byteLength} bytes`);
+}, { concurrency, durationMs, warmupMs });
+
+let sockets = 0;
+for (const grid of grids) {
+  for (const c of Object.values(grid.stats().connections)) if (c.state === "up") sockets++;
+}
+process.stdout.write(JSON.stringify({
+  nodes: n,
+  connections,
+  connectionsUp: sockets / 2,
+  meshUpMs: Math.round(meshUpMs),
+  rssPerConnKB: Math.round((after.rss - before.rss) / connections / 102.4) / 10,
+  heapPerConnKB: Math.round((after.heap - before.heap) / connections / 102.4) / 10,
+  rssMB: Math.round(after.rss / 1e5) / 10,
+  gc: Boolean(g.gc || g.Bun),
+  ...load,
+}) + "\n");
+await Promise.race([
+  Promise.all([...grids.map((grid) => grid.close()), ...servers.map((s) => s.close())]),
+  new Promise((r) => setTimeout(r, 3000)),
+]);
+process.exit(0);
