@@ -35,6 +35,7 @@ interface BulkEntry {
 }
 
 const EMPTY = new Uint8Array(0);
+const NOOP = (): void => {};
 const DRAIN_POLL_MS = 2;
 
 /** One open socket speaking the wire protocol. */
@@ -50,6 +51,7 @@ export class Link {
   private urgentHead = 0;
   private bulk: BulkEntry[] = [];
   private bulkHead = 0;
+  private bulkBytes = 0;
   private readonly batch: OutMessage[] = [];
   private scheduled = false;
   private drainTimer: ReturnType<typeof setTimeout> | undefined;
@@ -79,14 +81,23 @@ export class Link {
   }
 
   /**
-   * Queues a stream data message. Resolves once it is handed to the socket, so
-   * a producer has at most one message waiting here; rejects if the link closes.
+   * Queues a stream data message. While less than `bulkQueueBytes` of stream
+   * data waits here it returns nothing (the writer may go on, and queued
+   * messages share frames); beyond that it returns a promise that resolves
+   * once the message is handed to the socket. Rejects if the link closes.
    */
-  sendBulk(m: OutMessage): Promise<void> {
+  sendBulk(m: OutMessage): Promise<void> | undefined {
     if (this.closed) return Promise.reject(this.closeError ?? new DisconnectedError("Connection closed"));
+    const size = messageSize(m);
+    const queued = this.bulkBytes;
+    this.bulkBytes = queued + size;
+    if (!this.scheduled) this.schedule();
+    if (queued < DEFAULT_LIMITS.bulkQueueBytes) {
+      this.bulk.push({ m, resolve: NOOP, reject: NOOP });
+      return undefined;
+    }
     return new Promise((resolve, reject) => {
       this.bulk.push({ m, resolve, reject });
-      if (!this.scheduled) this.schedule();
     });
   }
 
@@ -144,7 +155,9 @@ export class Link {
     const limitBytes = DEFAULT_LIMITS.batchBytes;
     const limitMsgs = DEFAULT_LIMITS.batchMessages;
     while (this.urgentHead < this.urgent.length || this.bulkHead < this.bulk.length) {
-      if (socket.bufferedAmount > DEFAULT_LIMITS.highWaterBytes) {
+      const buffered = socket.bufferedAmount;
+      const bulkOk = buffered <= DEFAULT_LIMITS.bulkHighWaterBytes;
+      if (buffered > DEFAULT_LIMITS.highWaterBytes || (!bulkOk && this.urgentHead === this.urgent.length)) {
         this.waitDrain();
         return;
       }
@@ -160,12 +173,13 @@ export class Link {
         this.urgentHead++;
       }
       const bulkStart = this.bulkHead;
-      while (this.bulkHead < this.bulk.length && count < limitMsgs && size < limitBytes) {
+      while (bulkOk && this.bulkHead < this.bulk.length && count < limitMsgs && size < limitBytes) {
         const m = this.bulk[this.bulkHead].m;
         const s = messageSize(m);
         if (count > 0 && size + s > limitBytes) break;
         batch[count++] = m;
         size += s;
+        this.bulkBytes -= s;
         this.bulkHead++;
       }
       const frame = encodeFrame(batch, 0, count, size);
@@ -186,6 +200,7 @@ export class Link {
     this.urgentHead = 0;
     this.bulk = [];
     this.bulkHead = 0;
+    this.bulkBytes = 0;
   };
 
   private waitDrain(): void {
@@ -253,7 +268,7 @@ export class Link {
     for (let i = this.bulkHead; i < bulk.length; i++) bulk[i].reject(err);
     this.urgent = [];
     this.bulk = [];
-    this.urgentHead = this.bulkHead = 0;
+    this.urgentHead = this.bulkHead = this.bulkBytes = 0;
     this.receiver.onClose(err);
   }
 }

@@ -23,6 +23,13 @@ export const DEFAULT_LIMITS = {
   batchMessages: 256,
   /** Writers wait while the socket has more than this many bytes buffered. */
   highWaterBytes: 1 << 20,
+  /**
+   * Stream data waits while the socket has more than this many bytes buffered, so
+   * that requests and control messages never queue behind much stream data.
+   */
+  bulkHighWaterBytes: 128 << 10,
+  /** Stream data queued in a link before a writer's `write()` waits for it to go out. */
+  bulkQueueBytes: 256 << 10,
   /** Handshakes the accepting side runs at once; more are closed with code 1013 (try again later). */
   maxConcurrentHandshakes: 32,
   /** A socket must complete its handshake within this many ms. */

@@ -62,12 +62,12 @@ export class CreditGate {
 /**
  * Receiver side: how many credits to return now. `received` counts messages that
  * arrived, `returned` credits already sent back, `queued` messages still in the
- * readable queue. Credits go back once half the window is consumed, or all at
- * once when the queue ran empty.
+ * readable queue. Credits go back in batches of a quarter of the window (at
+ * least one). This cannot stall the sender: a sender out of credits has
+ * `capacity` messages on their way, and once they are consumed a whole window
+ * is pending.
  */
 export function creditsToReturn(received: number, returned: number, queued: number, capacity: number): number {
   const pending = received - queued - returned;
-  if (pending <= 0) return 0;
-  if (queued === 0 || pending >= Math.max(1, capacity >> 1)) return pending;
-  return 0;
+  return pending >= Math.max(1, capacity >> 2) ? pending : 0;
 }
