@@ -6,28 +6,16 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
-import { createServer as createNetServer } from "node:net";
 import { Manager } from "../mod.ts";
 import type { GridStats } from "../mod.ts";
 import { Client } from "../src/client.ts";
 import { detectRuntime } from "../src/adapters/serve.ts";
 import { adminPageHandler, type AdminPageHandler } from "../src/admin/serve_page.ts";
 import { CLIENT_JS, PAGE_JS } from "../src/admin/_bundle.ts";
+import { freePort } from "./_net.ts";
 
 const runtime = detectRuntime();
 const HOST = "127.0.0.1";
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createNetServer();
-    s.on("error", reject);
-    s.listen(0, HOST, () => {
-      const a = s.address();
-      const port = typeof a === "object" && a !== null ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const grid = { local: "ws://127.0.0.1:9000", hosts: ["ws://127.0.0.1:9000", "wss://node-2.example:9443"], path: "/grid/v1" };
 

@@ -4,7 +4,6 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
 import { GridError, Manager, UnauthorizedError } from "../mod.ts";
 import type { GridStats } from "../mod.ts";
 import { Client } from "../src/client.ts";
@@ -26,6 +25,7 @@ import {
   OP_WELCOME,
   PROTOCOL_VERSION,
 } from "../src/protocol/ops.ts";
+import { freePort } from "./_net.ts";
 
 const runtime = detectRuntime();
 const HOST = "127.0.0.1";
@@ -40,18 +40,6 @@ function withTimeout<T>(p: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
     timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
   });
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on("error", reject);
-    s.listen(0, HOST, () => {
-      const a = s.address();
-      const port = typeof a === "object" && a !== null ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function sleep(ms: number): Promise<void> {

@@ -4,8 +4,6 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
-import type { AddressInfo } from "node:net";
 import {
   type CallContext,
   defineSingle,
@@ -24,6 +22,7 @@ import {
   UnknownHandlerError,
 } from "../mod.ts";
 import { type GridServer, serve } from "../src/adapters/serve.ts";
+import { freePort, freeUrls } from "./_net.ts";
 
 const SECRET = "grid test secret";
 /** Upper bound of any wait in this file; generous for a shared 2-core machine. */
@@ -34,23 +33,6 @@ const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 // --- helpers -----------------------------------------------------------------
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve, reject) => {
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => resolve());
-  });
-  const port = (srv.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
-
-async function freeUrls(n: number): Promise<string[]> {
-  const ports = new Set<number>();
-  while (ports.size < n) ports.add(await freePort());
-  return [...ports].map((p) => `ws://127.0.0.1:${p}`);
-}
 
 function portOf(url: string): number {
   return Number(new URL(url).port);

@@ -6,8 +6,6 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
-import type { AddressInfo } from "node:net";
 import { type GridSocket, Manager, type ManagerOptions, shouldDial, TimeoutError } from "../mod.ts";
 import { type GridServer, serve } from "../src/adapters/serve.ts";
 import { decodeFrame, encodeFrame, encodeMessage, encodeRoute, messageSize, type OutMessage } from "../src/protocol/frame.ts";
@@ -37,6 +35,7 @@ import {
   PROTOCOL_VERSION,
 } from "../src/protocol/ops.ts";
 import { decodeError } from "../src/mux/wire.ts";
+import { freePort } from "./_net.ts";
 
 const SECRET = "hostile test secret";
 const PATH = "/grid/v1";
@@ -49,17 +48,6 @@ const FLOOD_CONCURRENCY = 12;
 const enc = new TextEncoder();
 
 // --- helpers -----------------------------------------------------------------
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve, reject) => {
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => resolve());
-  });
-  const port = (srv.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
 
 /** A free URL `u` for which `pred(u)` holds (the dial rule depends on the names). */
 async function urlWhere(pred: (u: string) => boolean, taken: Set<string>): Promise<string> {

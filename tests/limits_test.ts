@@ -4,21 +4,12 @@
  */
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
-import type { AddressInfo } from "node:net";
 import { Manager, type ManagerOptions, PayloadTooLargeError, type StreamCall } from "../mod.ts";
 import { Client } from "../src/client.ts";
 import { type GridServer, serve } from "../src/adapters/serve.ts";
+import { freePort } from "./_net.ts";
 
 const TEST = { timeout: 60_000 };
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", () => resolve()));
-  const port = (srv.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
 
 const cleanup: Array<() => Promise<void>> = [];
 after(async () => {

@@ -4,8 +4,6 @@
  */
 import { after, afterEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
-import type { AddressInfo } from "node:net";
 import { GridError, Manager, TimeoutError } from "../mod.ts";
 import { type GridServer, serve } from "../src/adapters/serve.ts";
 import {
@@ -16,21 +14,11 @@ import {
   LockTable,
   registerLockHandlers,
 } from "../src/locks/mod.ts";
+import { freePort } from "./_net.ts";
 
 const SECRET = "locks test secret";
 const WAIT_MS = 10_000;
 const TEST = { timeout: 60_000 };
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve, reject) => {
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => resolve());
-  });
-  const port = (srv.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
 
 interface LockNode {
   url: string;

@@ -20,6 +20,7 @@ import {
   UnknownHandlerError,
 } from "../mod.ts";
 import { detectRuntime, type GridServer, serve } from "../src/adapters/serve.ts";
+import { freePort } from "./_net.ts";
 
 const HOST = "127.0.0.1";
 const SECRET = "stream test secret";
@@ -125,17 +126,6 @@ function isCode(e: unknown, cls: new (...args: never[]) => Error, code: string):
 
 // ---------------------------------------------------------------------------------------------
 // Two Managers on loopback, optionally each behind a TCP proxy that can cut the connection
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on("error", reject);
-    s.listen(0, HOST, () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Forwards TCP to `target`; `cut()` drops every forwarded connection at once (no close frame). */
 interface TcpProxy {

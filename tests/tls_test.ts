@@ -15,7 +15,6 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -24,6 +23,7 @@ import { GridError, Manager, shouldDial } from "../mod.ts";
 import type { GridSocket, GridStats } from "../mod.ts";
 import { Client } from "../src/client.ts";
 import { detectRuntime, type GridServer, serve } from "../src/adapters/serve.ts";
+import { freePort } from "./_net.ts";
 
 const runtime = detectRuntime();
 const HOST = "127.0.0.1";
@@ -65,18 +65,6 @@ function makePki(dir: string, name: string): Pki {
   ssl("x509", "-req", "-in", p("node.csr"), "-CA", p("ca.pem"), "-CAkey", p("ca.key"), "-CAcreateserial",
     "-out", p("node.pem"), "-days", "2", "-extfile", p("ext.cnf"));
   return { ca: readFileSync(p("ca.pem"), "utf8"), cert: readFileSync(p("node.pem"), "utf8"), key: readFileSync(p("node.key"), "utf8") };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on("error", reject);
-    s.listen(0, HOST, () => {
-      const a = s.address();
-      const port = typeof a === "object" && a !== null ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** A `webSocket` factory trusting `ca` (the `ws` client; works on Deno, Bun and Node). */

@@ -4,7 +4,6 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
 import {
   type Codec,
   type Connection,
@@ -17,20 +16,10 @@ import {
   RemoteError,
 } from "../mod.ts";
 import { type GridServer, serve } from "../src/adapters/serve.ts";
+import { freePort } from "./_net.ts";
 
 const HOST = "127.0.0.1";
 const WAIT = 15_000;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on("error", reject);
-    s.listen(0, HOST, () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function readAll<T>(stream: ReadableStream<T>): Promise<T[]> {
   const out: T[] = [];

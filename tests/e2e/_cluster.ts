@@ -8,7 +8,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
-import { createServer } from "node:net";
+import { freePorts } from "./_subprocess.ts";
 import { join } from "node:path";
 import process from "node:process";
 import { createInterface } from "node:readline";
@@ -41,23 +41,6 @@ function commandLine(runtime: Runtime, config: NodeConfig): { cmd: string; args:
     case "node":
       return { cmd: join(BIN, "node"), args: [NODE_PROGRAM, json] };
   }
-}
-
-/** Ports free on 127.0.0.1 right now, all different: bind port 0 n times, read, close. */
-export async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(Array.from({ length: n }, () =>
-    new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-      const s = createServer();
-      s.once("error", reject);
-      s.listen(0, "127.0.0.1", () => resolve(s));
-    })));
-  const ports = servers.map((s) => {
-    const addr = s.address();
-    if (addr === null || typeof addr === "string") throw new Error("Cannot pick a port: no TCP address");
-    return addr.port;
-  });
-  await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-  return ports;
 }
 
 /** How a child process ended. */
