@@ -2,7 +2,7 @@
  * The admin page in a real Chromium (Debian's /usr/bin/chromium driven by
  * playwright-core): a 3-node grid serves the page; it must show every node live,
  * run a read-only call, refuse a write call and a bad token, and show a closed node
- * as down within 2 ping intervals. Saves a screenshot to docs/admin-page.png.
+ * as down within 2 ping intervals. Saves a screenshot to .tmp/admin-page.png (WSGRID_SCREENSHOT=docs writes docs/admin-page.png, the one the docs show).
  *
  * Node runner only (playwright-core drives the browser over a pipe with Node APIs);
  * skipped elsewhere and where /usr/bin/chromium is missing (`apt-get install chromium`).
@@ -10,6 +10,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
+import process from "node:process";
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createNetServer } from "node:net";
 import { dirname, join } from "node:path";
@@ -27,7 +28,9 @@ const TOKEN = "page-token-71c2e9";
 const PING_MS = 1_000;
 const WATCH_MS = 200;
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const SCREENSHOT = join(ROOT, "docs", "admin-page.png");
+const SCREENSHOT = process.env.WSGRID_SCREENSHOT === "docs"
+  ? join(ROOT, "docs", "admin-page.png")
+  : join(ROOT, ".tmp", "admin-page.png");
 
 const Read = defineSingle<{ key: string }, { value: string }>("kv.read");
 const Write = defineSingle<{ key: string; value: string }, boolean>("kv.write");
