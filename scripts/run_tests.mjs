@@ -45,6 +45,7 @@ const NODE_CONCURRENCY = process.env.WSGRID_NODE_CONCURRENCY ?? "1";
  */
 const CHECKS = [
   { name: "lint", cmd: "deno", args: ["task", "lint"] },
+  { name: "deno lint", cmd: "deno", args: ["lint", "mod.ts", "src"] },
   { name: "client bundle is current", cmd: "deno", args: ["run", "-A", "scripts/build_client.ts", "--check"] },
   {
     name: "type check",

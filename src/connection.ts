@@ -109,18 +109,18 @@ export class Connection {
     this.sendLimit = s.maxMessageBytes;
     this.remotePing = s.pingInterval;
     // The mux hosts read the limit negotiated at each handshake.
-    const self = this;
+    const sendLimit = () => this.sendLimit;
     this.caller = new MuxCaller({
       remote,
       get maxPayload() {
-        return self.sendLimit;
+        return sendLimit();
       },
       pingInterval: s.pingInterval,
     });
     this.callee = new MuxCallee({
       remote,
       get maxPayload() {
-        return self.sendLimit;
+        return sendLimit();
       },
       readOnly,
       registry: owner.registry,

@@ -56,7 +56,8 @@ export interface Welcome {
 
 function field<T extends string | number>(o: Record<string, unknown>, k: string, type: "string" | "number"): T {
   const v = o[k];
-  if (typeof v !== type) throw new ProtocolError(`Cannot decode handshake: field "${k}" must be a ${type}`);
+  const ok = type === "string" ? typeof v === "string" : typeof v === "number";
+  if (!ok) throw new ProtocolError(`Cannot decode handshake: field "${k}" must be a ${type}`);
   if (type === "string" && (v as string).length > 2048) {
     throw new ProtocolError(`Cannot decode handshake: field "${k}" is too long`);
   }
