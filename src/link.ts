@@ -101,6 +101,18 @@ export class Link {
     });
   }
 
+  /**
+   * Queues a message behind the stream data already queued, never ahead of it:
+   * a stream's end (or a handler's error after its data) must not overtake the
+   * stream's last messages. Dropped if the link is closed.
+   */
+  sendAfterBulk(m: OutMessage): void {
+    if (this.closed) return;
+    this.bulkBytes += messageSize(m);
+    this.bulk.push({ m, resolve: NOOP, reject: NOOP });
+    if (!this.scheduled) this.schedule();
+  }
+
   /** Starts connection pings; the link closes when no pong came for 2 intervals. */
   startPing(interval: number): void {
     this.lastPong = performance.now();

@@ -419,6 +419,53 @@ describe("streams between two Managers", () => {
       await withTimeout(expectMessages(st.responses, 10_000), "produce");
       await expectIdle(p);
     });
+
+    it("delivers every large response a handler wrote without awaiting before it returned", async () => {
+      // Writes resolve while their data still waits in the link's queue; the end of the stream
+      // must queue behind that data, never overtake it (found by the soak under faults).
+      const COUNT = 40;
+      const SIZE = 60 << 10;
+      p.b.handleStream("burst.return", (call) => {
+        const w = call.responses.getWriter();
+        for (let i = 0; i < COUNT; i++) {
+          const chunk = new Uint8Array(SIZE).fill(i & 255);
+          void w.write(chunk).catch(() => {});
+        }
+        w.releaseLock();
+      }, { inCapacity: 0, outCapacity: COUNT });
+      const reqs: Array<Promise<Uint8Array[]>> = [];
+      for (let round = 0; round < 5; round++) {
+        const st = await p.ab.newStream("burst.return", EMPTY);
+        reqs.push(readAll(st.responses));
+      }
+      for (const got of await withTimeout(Promise.all(reqs), "bursts")) {
+        assert.equal(got.length, COUNT);
+        got.forEach((chunk, i) => {
+          assert.equal(chunk.length, SIZE);
+          assert.equal(chunk[SIZE - 1], i & 255);
+        });
+      }
+      await expectIdle(p);
+    });
+
+    it("delivers every request the caller wrote without awaiting before it closed", async () => {
+      const COUNT = 40;
+      const SIZE = 60 << 10;
+      p.b.handleStream("burst.count", async (call) => {
+        let n = 0;
+        for await (const chunk of call.requests!) if ((chunk as Uint8Array).length === SIZE) n++;
+        const w = call.responses.getWriter();
+        await w.write(u32(n));
+        await w.close();
+      }, { inCapacity: COUNT, outCapacity: 1 });
+      const st = await p.ab.newStream("burst.count", EMPTY);
+      const w = st.requests!.getWriter();
+      for (let i = 0; i < COUNT; i++) void w.write(new Uint8Array(SIZE)).catch(() => {});
+      void w.close().catch(() => {});
+      const answers = await withTimeout(readAll(st.responses), "burst count");
+      assert.deepEqual(answers.map(readU32), [COUNT]);
+      await expectIdle(p);
+    });
   });
 
   describe("flow control", () => {

@@ -145,7 +145,7 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
   /** The handler aborted its responses: the caller's stream errors with the reason. */
   private handlerAborted(reason: unknown): void {
     const d = describe(reason ?? new Error("Responses aborted by the handler"));
-    this.end(errorMessage(this.id, "remote", d.message, d.code), false, reason);
+    this.end(errorMessage(this.id, "remote", d.message, d.code), false, reason, true);
   }
 
   /** Acknowledges the stream and starts the handler. */
@@ -174,7 +174,7 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
         () => this.returned_(),
         (e) => {
           const d = describe(e);
-          this.end(errorMessage(this.id, "remote", d.message, d.code), false, e);
+          this.end(errorMessage(this.id, "remote", d.message, d.code), false, e, true);
         },
       );
   }
@@ -193,10 +193,10 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
     if (this.writeFailure !== null) {
       // Responses were lost: the caller must not see a normal end.
       const d = describe(this.writeFailure.err);
-      this.end(errorMessage(this.id, "remote", d.message, d.code), false, this.writeFailure.err);
+      this.end(errorMessage(this.id, "remote", d.message, d.code), false, this.writeFailure.err, true);
       return;
     }
-    this.end(msg(OP_STREAM_RESP_END, this.id, this.sendSeq), true, undefined);
+    this.end(msg(OP_STREAM_RESP_END, this.id, this.sendSeq), true, undefined, true);
   }
 
   /** Handles a caller → callee message for this stream. */
@@ -256,11 +256,19 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
     this.end(null, false, reason);
   }
 
-  private end(final: ReturnType<typeof msg> | null, ok: boolean, reason: unknown): void {
+  /**
+   * Ends the call, sending `final` if given: `afterData` queues it behind the
+   * responses already written (an end or a handler's error), otherwise it goes
+   * ahead of them (deadline, protocol errors, liveness).
+   */
+  private end(final: ReturnType<typeof msg> | null, ok: boolean, reason: unknown, afterData = false): void {
     if (this.done) return;
     this.done = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
-    if (final !== null && !this.link.closed) this.link.send(final);
+    if (final !== null && !this.link.closed) {
+      if (afterData) this.link.sendAfterBulk(final);
+      else this.link.send(final);
+    }
     if (!ok) {
       const err = reason ?? new GridError("closed", "Stream ended");
       this.ctrl.abort(err);

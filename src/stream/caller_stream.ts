@@ -205,7 +205,8 @@ export class CallerStream<Req, Resp> {
           await this.link.sendBulk(msg(OP_STREAM_REQ, this.id, seq, payload));
         },
         close: () => {
-          if (this.state === OPEN) this.link.send(msg(OP_STREAM_REQ_END, this.id, this.sendSeq));
+          // Behind the requests still queued in the link: the end must not overtake them.
+          if (this.state === OPEN) this.link.sendAfterBulk(msg(OP_STREAM_REQ_END, this.id, this.sendSeq));
         },
         abort: (reason) => {
           this.fail(reason ?? new DOMException("Requests aborted", "AbortError"), true, CANCEL_ABORTED);
