@@ -481,6 +481,10 @@ export function renderMarkdown(res: Results): string {
     ));
     L.push("");
   }
+  L.push("- **Stream data shares frames; requests go first** (src/link.ts, src/stream/credits.ts). The stream profile showed one frame per 16 KiB message, each writer `write()` waiting until its message was handed to the socket, and close to one credit message back per message. " +
+    "Now a write returns at once while less than `bulkQueueBytes` (256 KiB) of stream data waits in the link, so queued messages share 64 KiB frames; stream data waits once the socket holds `bulkHighWaterBytes` (128 KiB) while requests and control messages still go out; and credits go back in quarter-window batches. " +
+    "A stream's end (and a handler's error after its data) queues behind that data, never ahead of it. The stream and loaded-latency tables above are measured with these changes.");
+  L.push("");
   L.push("- **Benchmark harness**: payloads are now built with index writes instead of a `DataView` on `.buffer` (which moves a small typed array off the V8 heap), and RSS sampling is off in round-trip runs; both were harness costs showing in the caller's profile, and they applied to the raw baseline and wsgrid alike.");
   L.push("");
   L.push("## Cases");
