@@ -421,20 +421,24 @@ async function main(): Promise<void> {
         : undefined;
     };
     profile = {};
+    // Bun's stream is profiled too: it is where wsgrid's stream throughput is furthest from raw.
     const targets = [
-      { key: "requests", suite: "rtt", what: "wsgrid 64 B c=64" },
-      { key: "stream", suite: "stream", what: "wsgrid stream 16 KiB" },
-      { key: "rawStream", suite: "stream", what: "raw stream 16 KiB" },
+      { key: "requests", suite: "rtt", what: "wsgrid 64 B c=64", runtime: "node", raw: false },
+      { key: "stream", suite: "stream", what: "wsgrid stream 16 KiB", runtime: "node", raw: false },
+      { key: "rawStream", suite: "stream", what: "raw stream 16 KiB", runtime: "node", raw: true },
+      { key: "bunStream", suite: "stream", what: "wsgrid stream 16 KiB", runtime: "bun", raw: false },
+      { key: "bunRawStream", suite: "stream", what: "raw stream 16 KiB", runtime: "bun", raw: true },
     ] as const;
     for (const t of targets) {
+      if (!existsSync(RUNTIMES[t.runtime].bin)) continue;
       tasks.push({
-        label: `profile   node ${t.what} (${profileSeconds} s, --cpu-prof)`,
+        label: `profile   ${t.runtime} ${t.what} (${profileSeconds} s, --cpu-prof)`,
         async run() {
-          const c = CASES.find((x) => x.name === (t.key === "rawStream" ? "raw" : "wsgrid") && (x.suite ?? "rtt") === t.suite);
+          const c = CASES.find((x) => x.name === (t.raw ? "raw" : "wsgrid") && (x.suite ?? "rtt") === t.suite);
           if (!c || !profile) return "FAILED: no wsgrid case";
           try {
             if (t.key === "requests") rmSync(dir, { recursive: true, force: true });
-            const r = await measureProfiled(c, dir, t.key);
+            const r = await measureProfiled(c, dir, t.key, RUNTIMES[t.runtime]);
             const entry = { client: read(`${t.key}-client`), server: read(`${t.key}-server`), load: r };
             profile[t.key] = entry;
             if (entry.client) log(`${t.key}: caller (client process) profile:\n${formatProfile(entry.client)}`);
@@ -496,17 +500,17 @@ interface ProfiledResult {
   mbps?: number;
 }
 
-/** One wsgrid case (64 B, concurrency 64 for requests) with both Node processes under `--cpu-prof`. */
-async function measureProfiled(c: BenchCase, dir: string, prefix: string): Promise<ProfiledResult> {
+/** One case (64 B, concurrency 64 for requests) with both processes under `--cpu-prof` (Node or Bun). */
+async function measureProfiled(c: BenchCase, dir: string, prefix: string, rt: Runtime): Promise<ProfiledResult> {
   const reserved = await freePorts(c.ports);
   const ports = c.arrange ? await c.arrange(reserved, dialer) : reserved;
   const params = { concurrency: 64, duration: profileSeconds, warmup: 1, size: 64, ports };
   const prof = (name: string) => ["--cpu-prof", `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${prefix}-${name}.cpuprofile`];
-  const server = start(RUNTIMES.node, c.server(params), ROOT, serverCpu, prof("server"));
+  const server = start(rt, c.server(params), ROOT, serverCpu, prof("server"));
   let client: Child | undefined;
   try {
     const port = await waitReady(server, 20_000);
-    client = start(RUNTIMES.node, c.client(params, port), ROOT, clientCpu, prof("client"));
+    client = start(rt, c.client(params, port), ROOT, clientCpu, prof("client"));
     const r = await waitJson<ProfiledResult>(client, (profileSeconds + 1) * 1000 + 30_000);
     await stop(server, 5000);
     return r;

@@ -423,9 +423,11 @@ export function renderMarkdown(res: Results): string {
     requests: "Single requests (64 B, concurrency 64)",
     stream: "wsgrid stream (16 KiB messages, one way)",
     rawStream: "raw WebSocket stream (16 KiB messages, one way), for comparison",
+    bunStream: "wsgrid stream on Bun (16 KiB messages, one way)",
+    bunRawStream: "raw WebSocket stream on Bun (16 KiB messages, one way), for comparison",
   };
   if (!Object.keys(profs).length) L.push("No profile in this run.");
-  L.push("Both Node processes of a case ran under `node --cpu-prof`; start-up is left out (the summary starts half a second after the first call). " +
+  L.push("Both processes of a case ran under `--cpu-prof` (Node, and Bun for the Bun stream cases); start-up is left out (the summary starts half a second after the first call). " +
     "Self time is time in the function itself, not its callees; `(garbage collector)`, `(program)` and `(native)` are V8 and native work (socket reads and writes, the event loop). Percentages are of busy (non-idle) time; idle is time spent waiting for the other process.");
   L.push("");
   for (const [key, p] of Object.entries(profs)) {
@@ -447,7 +449,8 @@ export function renderMarkdown(res: Results): string {
       L.push(table(["function", "self ms", "%"], prof.functions.slice(0, 10).map((f) => [`\`${f.name}\``, fx(f.ms, 1), fx(f.pct, 1)]), [1, 2]));
       L.push("");
     }
-    L.push(profileProse(key, p.client, p.server, profs.rawStream?.server, profs.rawStream?.load?.mbps, p.load?.mbps));
+    const raw = key === "bunStream" ? profs.bunRawStream : profs.rawStream;
+    L.push(profileProse(key, p.client, p.server, raw?.server, raw?.load?.mbps, p.load?.mbps));
     L.push("");
   }
   L.push("## Changes made from the profiles");
@@ -516,21 +519,22 @@ function profileProse(key: string, client?: Profile, server?: Profile, rawWriter
       (client && server && client.idleMs > client.busyMs && server.idleMs > server.busyMs
         ? " Both processes were idle more than busy: at this concurrency the loop is bound by the round trip of each batch between the two processes (wake-ups across CPUs), not by CPU in either."
         : ""));
-  } else if (key === "rawStream") {
+  } else if (key === "rawStream" || key === "bunRawStream") {
     return "The raw writer's time is almost all the socket write itself; this is the floor the wsgrid writer is compared with above.";
   } else {
     if (rawWriter && server && rawMbps && mbps) {
       // CPU ms per GB moved: busy (or writev) ms over the GB sent in the profiled window (busy + idle).
       const perGB = (ms: number, p: Profile, rate: number): number => ms / ((rate / 1000) * ((p.busyMs + p.idleMs) / 1000));
-      const writev = (p: Profile): number => p.functions.find((f) => f.name.startsWith("writev"))?.ms ?? 0;
+      // The socket write: `writev` under Node, the WebSocket's native `send` under Bun.
+      const writev = (p: Profile): number =>
+        p.functions.find((f) => f.name.startsWith("writev") || f.name.startsWith("send (native)"))?.ms ?? 0;
       parts.push(`CPU per GB sent: wsgrid's writer (handler process) spent ${fmtInt(perGB(server.busyMs, server, mbps))} ms, the raw writer ${fmtInt(perGB(rawWriter.busyMs, rawWriter, rawMbps))} ms; ` +
-        `of that, the socket write itself (\`writev\`) took ${fmtInt(perGB(writev(server), server, mbps))} and ${fmtInt(perGB(writev(rawWriter), rawWriter, rawMbps))} ms, so the difference is wsgrid's own per-message work listed above ` +
+        `of that, the socket write itself (\`writev\`, or Bun's \`send\`) took ${fmtInt(perGB(writev(server), server, mbps))} and ${fmtInt(perGB(writev(rawWriter), rawWriter, rawMbps))} ms, so the difference is wsgrid's own per-message work listed above ` +
         "(framing copy, web streams, credit messages, GC). Neither writer is busy all the time; idle time is time waiting for the reader's credits or for the socket to drain.");
     }
     const wb = client?.functions.find((f) => f.name.startsWith("writeBuffer"));
     if (wb) {
-      parts.push(`On the reader, \`writeBuffer\` (writing credit messages back: while the reader keeps up, almost every message read returns its credit in a frame of its own) takes ${fx(wb.pct, 1)} % of busy time; the raw reader writes nothing. ` +
-        "Returning credits in larger batches would save most of those writes.");
+      parts.push(`On the reader, \`writeBuffer\` (writing credit messages back, a quarter window at a time) takes ${fx(wb.pct, 1)} % of busy time; the raw reader writes nothing.`);
     }
     parts.push("A stream message is copied once into its frame (header + payload in one WebSocket message) and once more by the socket layer, and the reader gets a view into the received frame; " +
       "the raw baseline sends the same buffer without the frame copy and has no credit messages or web-streams machinery, which is the gap between the two.");
