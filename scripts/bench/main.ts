@@ -68,7 +68,7 @@ import {
 import { type BenchCase, CASES, type Dialer, type Suite } from "./cases.ts";
 import { formatProfile, type ProfileSummary, summarizeProfile } from "./cpuprofile.ts";
 import type { LockArgsBenchResult } from "./lockargs.ts";
-import { renderReport } from "./report.ts";
+import { renderReport, type RttRow as Row, type SuiteRow } from "./report.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const BIN = join(ROOT, "node_modules/.bin");
@@ -93,23 +93,6 @@ interface Run {
   error?: string;
 }
 
-interface Row {
-  runtime: string;
-  case: string;
-  size: number;
-  concurrency: number;
-  rounds: number;
-  rps: number | null;
-  p50: number | null;
-  p99: number | null;
-  rpsMin: number | null;
-  rpsMax: number | null;
-  /** Median rps over median rps of the baseline case. */
-  ratio: number | null;
-  /** Median of the per-round ratios (each run over the baseline run just before it). */
-  pairedRatio: number | null;
-  note?: string;
-}
 
 /** A run of one case in a suite other than rtt: the client's JSON and the server's exit JSON. */
 interface SuiteRun {
@@ -535,28 +518,6 @@ function describeSuiteRun(run: SuiteRun): string {
   return `reader ${c.mbps} MB/s; writer RSS ${st?.rssStartMB ?? "?"} → peak ${st?.rssPeakMB ?? "?"} MB, ${st?.msgs ?? "?"} messages written`;
 }
 
-/** Summary rows of the stream, loaded and slow suites: medians over rounds. */
-interface SuiteRow {
-  suite: Suite;
-  runtime: string;
-  case: string;
-  rounds: number;
-  /** Throughput, MB/s (stream: the case; loaded/slow: the stream). */
-  mbps: number | null;
-  /** stream: mbps over the raw case's mbps. */
-  ratio: number | null;
-  readerRssPeakMB?: number | null;
-  writerRssPeakMB?: number | null;
-  idleP50?: number | null;
-  idleP99?: number | null;
-  loadedP50?: number | null;
-  loadedP99?: number | null;
-  p99Ratio?: number | null;
-  writerRssStartMB?: number | null;
-  writerRssGrowthMB?: number | null;
-  messagesWritten?: number | null;
-  error?: string;
-}
 
 function summarizeSuites(all: SuiteRun[], runtimes: Runtime[]): SuiteRow[] {
   const rows: SuiteRow[] = [];

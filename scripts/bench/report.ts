@@ -17,7 +17,8 @@ import { dirname, join, resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 
-interface RttRow {
+/** A round-trip row of results.json (written by main.ts, read here). */
+export interface RttRow {
   runtime: string;
   case: string;
   size: number;
@@ -28,17 +29,22 @@ interface RttRow {
   p99: number | null;
   rpsMin: number | null;
   rpsMax: number | null;
+  /** Median rps over median rps of the baseline case. */
   ratio: number | null;
+  /** Median of the per-round ratios (each run over the baseline run just before it). */
   pairedRatio: number | null;
   note?: string;
 }
 
-interface SuiteRow {
+/** A stream, loaded or slow row of results.json: medians over rounds. */
+export interface SuiteRow {
   suite: string;
   runtime: string;
   case: string;
   rounds: number;
+  /** Throughput, MB/s (stream: the case; loaded/slow: the stream). */
   mbps: number | null;
+  /** stream: mbps over the raw case's mbps. */
   ratio: number | null;
   readerRssPeakMB?: number | null;
   writerRssPeakMB?: number | null;

@@ -12,44 +12,14 @@ import { WebSocket as WsClient } from "ws";
 import { type GridSocket, Manager, type ManagerOptions, shouldDial } from "../../mod.ts";
 import { type GridServer, serve } from "../../src/adapters/serve.ts";
 import { FaultProxy } from "./_fault_proxy.ts";
-import { freePorts, ROOT, runner } from "./_subprocess.ts";
+import { freePorts, runner } from "./_subprocess.ts";
+// The result format is the report's: one definition for the writer (here) and the reader.
+import { type Figure, RESULTS_DIR, type ScenarioResult } from "../../scripts/reliability_report.ts";
 
-/** Where each scenario writes its measured result, one JSON file per scenario and runner. */
-export const RESULTS_DIR: string = join(ROOT, ".tmp", "reliability");
+export { type Figure, RESULTS_DIR, type ScenarioResult };
 
 /** Long mode (`WSGRID_LONG=1`): longer soak, more churn. */
 export const LONG: boolean = process.env.WSGRID_LONG === "1";
-
-/** One measured figure of a scenario, with the bound it was checked against (if any). */
-export interface Figure {
-  name: string;
-  value: number;
-  unit: string;
-  /** The checked bound; `op` says how `value` relates to it. */
-  bound?: number;
-  op?: "<=" | ">=" | "=";
-}
-
-/** What a scenario writes to {@link RESULTS_DIR} once its assertions passed. */
-export interface ScenarioResult {
-  /** Stable key: blackhole, partition, storm, churn, soak, exit, fuzz. */
-  scenario: string;
-  title: string;
-  runner: string;
-  /** How the nodes ran: "in-process" or a description of the processes. */
-  setup: string;
-  mode: "short" | "long";
-  /** ISO time of the measurement. */
-  at: string;
-  durationMs: number;
-  /** The bounds, in words (how they are derived). */
-  bound: string;
-  figures: Figure[];
-  lost?: number;
-  hung?: number;
-  /** The seed of the scenario's random choices, when it has one. */
-  seed?: number;
-}
 
 /** Writes a scenario's result for this runner (replacing an older one). */
 export function record(result: Omit<ScenarioResult, "runner" | "mode" | "at">): void {
