@@ -6,23 +6,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AcceptInfo, GridSocket, SocketAcceptor, SocketCloseEvent } from "../src/socket.ts";
 import { detectRuntime, serve } from "../src/adapters/serve.ts";
+import { withTimeout } from "./_wait.ts";
 
 const runtime = detectRuntime();
 const PATH = "/grid/v1";
 const HOST = "127.0.0.1";
-/** Upper bound for any single wait in this file; generous for a shared 2-core machine. */
-const WAIT_MS = 10_000;
 
 function onlyOn(r: typeof runtime): { skip: string | false } {
   return { skip: runtime === r ? false : `runs only on ${r} (this is ${runtime})` };
-}
-
-function withTimeout<T>(p: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** What the echo acceptor saw of one accepted socket. */

@@ -26,6 +26,7 @@ import {
   PROTOCOL_VERSION,
 } from "../src/protocol/ops.ts";
 import { freePort } from "./_net.ts";
+import { withTimeout } from "./_wait.ts";
 
 const runtime = detectRuntime();
 const HOST = "127.0.0.1";
@@ -33,14 +34,6 @@ const SECRET = "admin-test cluster secret";
 const TOKEN = "tok-GOOD-3f9a1c77e2";
 const BAD_TOKEN = "tok-BAD-8d0e55b1aa";
 const WAIT_MS = 10_000;
-
-function withTimeout<T>(p: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

@@ -23,6 +23,7 @@ import {
 } from "../mod.ts";
 import { type GridServer, serve } from "../src/adapters/serve.ts";
 import { freePort, freeUrls } from "./_net.ts";
+import { withTimeout } from "./_wait.ts";
 
 const SECRET = "grid test secret";
 /** Upper bound of any wait in this file; generous for a shared 2-core machine. */
@@ -66,14 +67,6 @@ async function stopNode(n: TestNode | undefined): Promise<void> {
   if (n === undefined) return;
   await n.grid.close();
   await n.server.close();
-}
-
-function withTimeout<T>(p: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
-  });
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
 
 /** Resolves on the next `type` event of `grid` about `host`. Attach before the event can happen. */

@@ -36,6 +36,7 @@ import {
 } from "../src/protocol/ops.ts";
 import { decodeError } from "../src/mux/wire.ts";
 import { freePort } from "./_net.ts";
+import { withTimeout } from "./_wait.ts";
 
 const SECRET = "hostile test secret";
 const PATH = "/grid/v1";
@@ -98,14 +99,6 @@ async function stopNode(n: TestNode | undefined): Promise<void> {
   if (n === undefined) return;
   await n.grid.close();
   await n.server.close();
-}
-
-function withTimeout<T>(p: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
-  });
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -21,6 +21,7 @@ import {
 } from "../mod.ts";
 import { detectRuntime, type GridServer, serve } from "../src/adapters/serve.ts";
 import { freePort } from "./_net.ts";
+import { withTimeout as within } from "./_wait.ts";
 
 const HOST = "127.0.0.1";
 const SECRET = "stream test secret";
@@ -39,13 +40,8 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-function withTimeout<T>(p: Promise<T>, what: string, ms = WAIT): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
+/** Stream cases move more data than the others: a longer default bound. */
+const withTimeout = <T>(p: Promise<T>, what: string, ms = WAIT): Promise<T> => within(p, what, ms);
 
 /** Polls `cond` every 5 ms; rejects after `ms`. */
 async function until(cond: () => boolean, what: string, ms = WAIT): Promise<void> {
