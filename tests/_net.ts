@@ -1,25 +1,45 @@
 /**
- * Loopback ports for tests. Grid nodes need their URLs before they listen, so
- * a test asks the OS for a free port (bind port 0, read it, close) and uses it.
+ * Loopback ports for tests. Grid nodes need their URLs before they listen, so a
+ * test picks a free port and listens on it a moment later. Ports come from
+ * below the kernel's ephemeral range (Linux: 32768–60999): the kernel hands
+ * that range to every `listen(0)` and every outgoing socket, so a port taken
+ * from it and released could be given away before the test listens on it.
  */
 import { createServer } from "node:net";
 
-/** A port that was free on 127.0.0.1 a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** Below the ephemeral range and above the ports services usually take. */
+const LOW = 20_000;
+const HIGH = 32_000;
+const TRIES = 200;
+
+/** Resolves true when `port` can be bound on 127.0.0.1 right now (it is released again). */
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const s = createServer();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const a = s.address();
-      const port = typeof a === "object" && a !== null ? a.port : 0;
-      s.close(() => resolve(port));
-    });
+    s.once("error", () => resolve(false));
+    s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
   });
+}
+
+/** `n` distinct ports that were free on 127.0.0.1 a moment ago (and `port + 1` too, with `pairs`). */
+export async function freePorts(n: number, pairs = false): Promise<number[]> {
+  const out = new Set<number>();
+  for (let i = 0; i < TRIES && out.size < n; i++) {
+    const port = LOW + Math.floor(Math.random() * (HIGH - LOW - 1));
+    if (out.has(port) || (pairs && out.has(port + 1)) || !(await bindable(port))) continue;
+    if (pairs && !(await bindable(port + 1))) continue;
+    out.add(port);
+  }
+  if (out.size < n) throw new Error(`Cannot pick ${n} free ports in ${LOW}–${HIGH} after ${TRIES} tries`);
+  return [...out];
+}
+
+/** A port that was free on 127.0.0.1 a moment ago. */
+export async function freePort(): Promise<number> {
+  return (await freePorts(1))[0];
 }
 
 /** `n` distinct free ports as `ws://127.0.0.1:PORT` URLs. */
 export async function freeUrls(n: number): Promise<string[]> {
-  const ports = new Set<number>();
-  while (ports.size < n) ports.add(await freePort());
-  return [...ports].map((p) => `ws://127.0.0.1:${p}`);
+  return (await freePorts(n)).map((p) => `ws://127.0.0.1:${p}`);
 }

@@ -6,10 +6,12 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
+import { freePorts } from "../_net.ts";
+
+export { freePorts };
 
 /** The repository root. */
 export const ROOT: string = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -90,54 +92,15 @@ export function describeRun(what: string, res: RunResult): string {
   return `${what} ${how} after ${Math.round(res.ms)} ms\n--- stdout ---\n${res.stdout}\n--- stderr ---\n${res.stderr}`;
 }
 
-/** Ports that were free a moment ago on 127.0.0.1 (bound on port 0, read, released). */
-export async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: count }, () =>
-      new Promise<ReturnType<typeof createServer>>((resolvePromise, reject) => {
-        const server = createServer();
-        server.once("error", reject);
-        server.listen(0, "127.0.0.1", () => resolvePromise(server));
-      })),
-  );
-  const ports = servers.map((s) => {
-    const addr = s.address();
-    if (typeof addr !== "object" || addr === null) throw new Error("Cannot pick a port: no address");
-    return addr.port;
-  });
-  await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
-  return ports;
-}
-
 /** Whether every runtime binary the suites need is installed. */
 export function runtimesInstalled(): boolean {
   return ["deno", "bun", "node"].every((name) => existsSync(bin(name)));
 }
 
-function tryListen(port: number): Promise<ReturnType<typeof createServer> | null> {
-  return new Promise((resolvePromise) => {
-    const server = createServer();
-    server.once("error", () => resolvePromise(null));
-    server.listen(port, "127.0.0.1", () => resolvePromise(server));
-  });
-}
-
 /**
  * A port `p` such that `p` and `p + 1` were both free a moment ago on 127.0.0.1, for programs
- * that take one port and use the next one too. Bounded: gives up after 50 tries.
+ * that take one port and use the next one too.
  */
 export async function freePortPair(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const first = await tryListen(0);
-    if (!first) continue;
-    const addr = first.address();
-    const port = typeof addr === "object" && addr !== null ? addr.port : 0;
-    const second = port > 0 && port < 65535 ? await tryListen(port + 1) : null;
-    await new Promise<void>((r) => first.close(() => r()));
-    if (second) {
-      await new Promise<void>((r) => second.close(() => r()));
-      return port;
-    }
-  }
-  throw new Error("Cannot pick a port pair: 50 attempts found no two consecutive free ports");
+  return (await freePorts(1, true))[0];
 }

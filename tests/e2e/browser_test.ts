@@ -12,13 +12,13 @@ import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import process from "node:process";
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { createServer as createNetServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { defineSingle, Manager } from "../../mod.ts";
 import type { GridServer } from "../../src/adapters/serve.ts";
 import { adminPageHandler, type AdminPageHandler } from "../../src/admin/serve_page.ts";
 import { chromiumSkip, launchChromium } from "./_chromium.ts";
+import { freePort } from "../_net.ts";
 
 const skip = chromiumSkip();
 if (skip) console.log(`# skipping browser tests: ${skip}`);
@@ -34,18 +34,6 @@ const SCREENSHOT = process.env.WSGRID_SCREENSHOT === "docs"
 
 const Read = defineSingle<{ key: string }, { value: string }>("kv.read");
 const Write = defineSingle<{ key: string; value: string }, boolean>("kv.write");
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createNetServer();
-    s.on("error", reject);
-    s.listen(0, HOST, () => {
-      const a = s.address();
-      const port = typeof a === "object" && a !== null ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Answers plain HTTP requests through a web-standard handler (the app side of a Node server). */
 function nodeApp(handler: AdminPageHandler) {
