@@ -37,6 +37,20 @@ interface BulkEntry {
 const EMPTY = new Uint8Array(0);
 const NOOP = (): void => {};
 const DRAIN_POLL_MS = 2;
+/** Frames up to this size reuse {@link scratch} on sockets that copy on send. */
+const SCRATCH_BYTES = 2 * DEFAULT_LIMITS.batchBytes;
+/**
+ * One send buffer shared by every Link whose socket copies on send: a frame is
+ * encoded into it, sent, and the bytes are free again before `send` returns, so
+ * stream data costs no new 64 KiB array per frame (fresh memory, and GC work).
+ */
+let scratch: Uint8Array<ArrayBuffer> | undefined;
+
+/** Whether `socket.send` copies: its own say, else whether it is a WHATWG WebSocket. */
+function copiesOnSend(socket: GridSocket): boolean {
+  if (socket.copiesOnSend !== undefined) return socket.copiesOnSend;
+  return typeof WebSocket === "function" && socket instanceof WebSocket;
+}
 
 /** One open socket speaking the wire protocol. */
 export class Link {
@@ -47,6 +61,7 @@ export class Link {
   closed = false;
   rttMs: number | null = null;
   private readonly maxPayload: number;
+  private readonly reuseFrames: boolean;
   private urgent: OutMessage[] = [];
   private urgentHead = 0;
   private bulk: BulkEntry[] = [];
@@ -63,6 +78,7 @@ export class Link {
     this.socket = socket;
     this.receiver = receiver;
     this.maxPayload = maxPayload;
+    this.reuseFrames = copiesOnSend(socket);
     socket.binaryType = "arraybuffer";
     socket.addEventListener("message", (ev) => this.onFrame(ev));
     socket.addEventListener("close", (ev) => {
@@ -194,7 +210,9 @@ export class Link {
         this.bulkBytes -= s;
         this.bulkHead++;
       }
-      const frame = encodeFrame(batch, 0, count, size);
+      const frame = this.reuseFrames && size <= SCRATCH_BYTES
+        ? encodeFrame(batch, 0, count, size, scratch ??= new Uint8Array(SCRATCH_BYTES))
+        : encodeFrame(batch, 0, count, size);
       for (let i = 0; i < count; i++) batch[i] = EMPTY_MESSAGE;
       try {
         socket.send(frame);

@@ -39,6 +39,15 @@ export interface GridSocket {
   readonly bufferedAmount: number;
   /** Queues one binary message; never blocks. */
   send(data: Uint8Array<ArrayBuffer>): void;
+  /**
+   * True when `send` has taken its own copy of the bytes by the time it
+   * returns, so the caller may overwrite them at once; the core then encodes
+   * every frame into one reused buffer instead of a new one per frame. Left
+   * out, it is true for an instance of the global `WebSocket` (the WHATWG
+   * `send` copies) and false for anything else (the `ws` package's server
+   * sockets keep a reference until written).
+   */
+  readonly copiesOnSend?: boolean;
   /** Starts the closing handshake; a `close` event follows exactly once. */
   close(code?: number, reason?: string): void;
   /** Adds an "open" listener (dialed sockets only; accepted sockets are already open). */

@@ -298,6 +298,33 @@ async function echoChecked(call: RawCall): Promise<void> {
   await w.close();
 }
 
+/** Big message `i`: 1–61 KiB, its index (u32) then a pattern, so any damage shows. */
+function big(i: number): Uint8Array {
+  const b = new Uint8Array(1024 + ((i * 7919) % (60 << 10)));
+  new DataView(b.buffer).setUint32(0, i);
+  for (let j = 4; j < b.length; j++) b[j] = (i * 31 + j) & 255;
+  return b;
+}
+
+/** The index of big message `b`, or -1 when it is not intact. */
+function bigIndex(b: Uint8Array): number {
+  const i = new DataView(b.buffer, b.byteOffset, 4).getUint32(0);
+  if (b.length !== 1024 + ((i * 7919) % (60 << 10))) return -1;
+  for (let j = 4; j < b.length; j++) if (b[j] !== ((i * 31 + j) & 255)) return -1;
+  return i;
+}
+
+/** Writes `payload` (u32) big messages as fast as credits allow, without awaiting each write. */
+async function produceBig(call: RawCall): Promise<void> {
+  const n = readU32(call.payload);
+  const w = call.responses.getWriter();
+  for (let i = 0; i < n; i++) {
+    await w.ready;
+    void w.write(big(i)).catch(() => {});
+  }
+  await w.close();
+}
+
 /** Writes `payload` (u32) intact messages and returns. */
 async function produce(call: RawCall): Promise<void> {
   const n = readU32(call.payload);
@@ -324,6 +351,7 @@ function registerCommon(grid: Manager): void {
   grid.handleStream("echo.cap1", echoChecked, { inCapacity: 1, outCapacity: 1 });
   grid.handleStream("echo.cap16", echoChecked);
   grid.handleStream("echo.cap64", echoChecked, { inCapacity: 64, outCapacity: 64 });
+  grid.handleStream("produce.big", produceBig, { inCapacity: 0, outCapacity: 1024 });
   grid.handleStream("produce", produce, { inCapacity: 0, outCapacity: 16 });
   grid.handleStream("consume", consume, { inCapacity: 16, outCapacity: 1 });
 }
@@ -399,6 +427,29 @@ describe("streams between two Managers", () => {
         ]),
         "concurrent streams",
       );
+      await expectIdle(p);
+    });
+
+    it("keeps large messages intact while every frame reuses one send buffer", async () => {
+      // Sockets that copy on send (the global WebSocket, Bun's and Deno's server sockets) get
+      // every frame encoded into one shared buffer. A socket that kept a reference instead (a
+      // `ws` server socket once the kernel's buffer is full) would show here as damaged
+      // messages: with a window of 1,024 the handler writes ~30 MB of 1–61 KiB messages
+      // without yielding to the event loop, which fills the kernel's socket buffers, while
+      // single requests cut in between.
+      const N = 1_000;
+      const st = await p.ab.newStream("produce.big", u32(N));
+      const read = async (): Promise<number> => {
+        let next = 0;
+        for await (const m of st.responses) {
+          const i = bigIndex(m);
+          if (i !== next) assert.fail(`Response ${next} arrived as ${i === -1 ? "damaged" : i}`);
+          next++;
+        }
+        return next;
+      };
+      const [count] = await withTimeout(Promise.all([read(), hundredRequests(p.ab), hundredRequests(p.ba)]), "large");
+      assert.equal(count, N);
       await expectIdle(p);
     });
 

@@ -137,6 +137,9 @@ export class BunGridSocket implements GridSocket {
     return this.ws.getBufferedAmount();
   }
 
+  /** Bun's `send` writes the bytes out or copies them into its backlog before returning. */
+  readonly copiesOnSend = true;
+
   /**
    * Queues a binary message. Bun drops a message instead of queueing it when
    * the socket's backlog is over `backpressureLimit`; a dropped message would

@@ -78,31 +78,51 @@ export function messageSize(m: OutMessage): number {
 
 /**
  * Encodes `count` messages of `msgs` starting at `start` into one frame of exactly
- * `size` bytes (the sum of {@link messageSize}).
+ * `size` bytes (the sum of {@link messageSize}): into the first `size` bytes of
+ * `into` when given (it must be at least that long), else into a new array.
  */
-export function encodeFrame(msgs: readonly OutMessage[], start: number, count: number, size: number): Uint8Array<ArrayBuffer> {
-  const buf = new Uint8Array(size);
-  const view = new DataView(buf.buffer);
+export function encodeFrame(
+  msgs: readonly OutMessage[],
+  start: number,
+  count: number,
+  size: number,
+  into?: Uint8Array<ArrayBuffer>,
+): Uint8Array<ArrayBuffer> {
+  const buf = into === undefined ? new Uint8Array(size) : into.subarray(0, size);
   let o = 0;
   for (let i = start; i < start + count; i++) {
     const m = msgs[i];
-    view.setUint8(o, m.op);
-    view.setUint8(o + 1, m.route === null ? m.flags : m.flags | FLAG_ROUTE);
-    view.setUint32(o + 2, m.mux);
-    view.setUint32(o + 6, m.seq);
-    view.setUint32(o + 10, m.deadline);
-    view.setUint32(o + 14, m.payload.length);
+    const plen = m.payload.length;
+    buf[o] = m.op;
+    buf[o + 1] = m.route === null ? m.flags : m.flags | FLAG_ROUTE;
+    writeU32(buf, o + 2, m.mux);
+    writeU32(buf, o + 6, m.seq);
+    writeU32(buf, o + 10, m.deadline);
+    writeU32(buf, o + 14, plen);
     o += HEADER_BYTES;
     if (m.route !== null) {
       buf.set(m.route, o);
       o += m.route.length;
     }
-    if (m.payload.length > 0) {
+    if (plen > 0) {
       buf.set(m.payload, o);
-      o += m.payload.length;
+      o += plen;
     }
   }
   return buf;
+}
+
+// Byte-wise big-endian u32: no DataView per frame (a DataView is an allocation,
+// and on Bun a costly one).
+function writeU32(b: Uint8Array, o: number, v: number): void {
+  b[o] = v >>> 24;
+  b[o + 1] = v >>> 16;
+  b[o + 2] = v >>> 8;
+  b[o + 3] = v;
+}
+
+function readU32(b: Uint8Array, o: number): number {
+  return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
 }
 
 /** Encodes a single message as its own frame. */
@@ -125,7 +145,6 @@ function fail(reason: string): never {
 export function decodeFrame(frame: Uint8Array, maxPayload: number): Message[] {
   const len = frame.length;
   if (len === 0) fail("empty frame");
-  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
   const out: Message[] = [];
   let o = 0;
   while (o < len) {
@@ -133,18 +152,18 @@ export function decodeFrame(frame: Uint8Array, maxPayload: number): Message[] {
       fail(`more than ${DEFAULT_LIMITS.maxMessagesPerFrame} messages in one frame`);
     }
     if (len - o < HEADER_BYTES) fail(`truncated header at offset ${o}: ${len - o} bytes left`);
-    const op = view.getUint8(o);
-    const flags = view.getUint8(o + 1);
+    const op = frame[o];
+    const flags = frame[o + 1];
     if (OP_NAMES[op] === undefined) fail(`unknown op ${op} at offset ${o}`);
     if ((flags & ~KNOWN_FLAGS) !== 0) fail(`unknown flags 0x${flags.toString(16)} at offset ${o}`);
     const hasRoute = (flags & FLAG_ROUTE) !== 0;
     if (hasRoute !== opHasRoute(op)) {
       fail(`op "${OP_NAMES[op]}" ${hasRoute ? "must not" : "must"} carry a route`);
     }
-    const mux = view.getUint32(o + 2);
-    const seq = view.getUint32(o + 6);
-    const deadline = view.getUint32(o + 10);
-    const plen = view.getUint32(o + 14);
+    const mux = readU32(frame, o + 2);
+    const seq = readU32(frame, o + 6);
+    const deadline = readU32(frame, o + 10);
+    const plen = readU32(frame, o + 14);
     o += HEADER_BYTES;
     let handler = "";
     let subroute = "";
