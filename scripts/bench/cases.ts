@@ -175,6 +175,31 @@ export const rawStreamCase: BenchCase = {
   }),
 };
 
+/**
+ * The runtime's own floor for the `loaded` suite: a raw echo on one socket,
+ * timed idle and then while a raw stream (as in {@link rawStreamCase}) runs on
+ * a second socket between the same two processes.
+ */
+export const rawLoadedCase: BenchCase = {
+  name: "raw",
+  suite: "loaded",
+  description: "raw WebSocket echo (64 B, concurrency 1) idle, then while a raw 16 KiB stream runs on a second socket between the same processes",
+  ports: 0,
+  skip: () => undefined,
+  server: () => ({ script: "scripts/bench/raw_server.ts", args: ["--port", "0", "--mode", "source"] }),
+  client: (p, port) => ({
+    script: "scripts/bench/rtt_client.ts",
+    args: [
+      "--url", `ws://127.0.0.1:${port}/echo`,
+      "--stream-url", `ws://127.0.0.1:${port}/`,
+      "--concurrency", "1",
+      "--duration", String(p.duration),
+      "--warmup", String(p.warmup),
+      "--size", "64",
+    ],
+  }),
+};
+
 /** capnweb's ReadableStream passed over RPC (Node only). */
 export const capnwebStreamCase: BenchCase = {
   ...peerCase("capnweb", "capnweb RPC returning a ReadableStream of 16 KiB chunks (pulled as fast as it is read)", ["capnweb", "ws"]),
@@ -195,6 +220,7 @@ export const CASES: readonly BenchCase[] = [
   rawStreamCase,
   wsgridStreamCase("wsgrid", "stream", "wsgrid stream: handler writes 16 KiB messages as fast as credits allow (default outCapacity 16), caller reads", "stream"),
   capnwebStreamCase,
+  rawLoadedCase,
   wsgridStreamCase("wsgrid", "loaded", "wsgrid single-request latency (64 B, concurrency 1) idle, then while a 16 KiB stream runs on the same connection", "loaded", ["--concurrency", "1"]),
   wsgridStreamCase("wsgrid", "slow", "wsgrid stream read by a slow consumer (one 16 KiB message every 10 ms); writer's RSS", "slow", ["--read-every", "10"]),
 ];

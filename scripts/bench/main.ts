@@ -581,9 +581,9 @@ function formatSuiteRows(rows: SuiteRow[]): string[] {
   const loaded = rows.filter((r) => r.suite === "loaded");
   if (loaded.length) {
     out.push("", "single-request latency (64 B, concurrency 1) idle vs while a stream runs on the same connection:");
-    out.push("| runtime | idle p50 | idle p99 | loaded p50 | loaded p99 | p99 ratio | stream MB/s |");
+    out.push("| runtime | case     | idle p50 | idle p99 | loaded p50 | loaded p99 | p99 ratio | stream MB/s |");
     for (const r of loaded) {
-      out.push(`| ${r.runtime.padEnd(7)} | ${f(r.idleP50, 3).padStart(8)} | ${f(r.idleP99, 3).padStart(8)} | ${f(r.loadedP50, 3).padStart(10)} | ${f(r.loadedP99, 3).padStart(10)} | ${f(r.p99Ratio, 1).padStart(9)} | ${f(r.mbps).padStart(11)} |`);
+      out.push(`| ${r.runtime.padEnd(7)} | ${r.case.padEnd(8)} | ${f(r.idleP50, 3).padStart(8)} | ${f(r.idleP99, 3).padStart(8)} | ${f(r.loadedP50, 3).padStart(10)} | ${f(r.loadedP99, 3).padStart(10)} | ${f(r.p99Ratio, 1).padStart(9)} | ${f(r.mbps).padStart(11)} |`);
     }
   }
   const slow = rows.filter((r) => r.suite === "slow");

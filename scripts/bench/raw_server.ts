@@ -5,7 +5,9 @@
  * With `--mode source` it instead sends `--msg-size`-byte messages (default
  * 16 KiB) to each client as fast as the socket's buffered amount allows (below
  * 1 MiB, polled every 2 ms when above: the same rule as wsgrid's writer), and
- * on exit prints one JSON line `{ rssPeakMB }`.
+ * on exit prints one JSON line `{ rssPeakMB }`; a socket opened on the path
+ * `/echo` echoes instead, so a client can time requests on a second socket
+ * while the first one streams (the raw baseline of the `loaded` suite).
  * Listens on 127.0.0.1, prints `READY <port>` on stdout, and exits when stdin
  * closes (the harness went away) or after `--max-seconds` (default 600).
  *
@@ -31,6 +33,7 @@ interface DenoSlice {
 
 /** The slice of Bun's API used here. */
 interface BunSocketSlice {
+  data: { echo: boolean };
   send(data: string | ArrayBufferView | ArrayBuffer): number;
   getBufferedAmount(): number;
   readyState: number;
@@ -39,7 +42,7 @@ interface BunSlice {
   serve(opts: {
     port: number;
     hostname: string;
-    fetch(req: Request, srv: { upgrade(req: Request): boolean }): Response | undefined;
+    fetch(req: Request, srv: { upgrade(req: Request, opts: { data: { echo: boolean } }): boolean }): Response | undefined;
     websocket: {
       perMessageDeflate: boolean;
       message(ws: BunSocketSlice, msg: string | Uint8Array): void;
@@ -59,7 +62,7 @@ interface WsSocketSlice {
 interface WsModuleSlice {
   WebSocketServer: new (opts: { server: Server; perMessageDeflate: boolean }) => {
     clients: Set<WsSocketSlice>;
-    on(ev: "connection", fn: (ws: WsSocketSlice) => void): void;
+    on(ev: "connection", fn: (ws: WsSocketSlice, req: { url?: string }) => void): void;
   };
 }
 
@@ -72,6 +75,8 @@ const mode = flags.get("mode") ?? "echo";
 if (mode !== "echo" && mode !== "source") throw new TypeError(`Cannot start: --mode must be echo or source, got "${mode}"`);
 const chunk = makePayload(numberFlag(flags, "msg-size", 16 << 10), 0);
 const HIGH_WATER = 1 << 20;
+/** In source mode, sockets opened on this path echo instead. */
+const ECHO_PATH = "/echo";
 const mem = mode === "source" ? new MemorySampler() : undefined;
 
 /** Sends `chunk` while the socket buffers less than HIGH_WATER; polls every 2 ms when above. */
@@ -103,7 +108,7 @@ if (g.Deno) {
     if (req.headers.get("upgrade") !== "websocket") return new Response("echo", { status: 426 });
     const { socket, response } = Deno.upgradeWebSocket(req);
     socket.binaryType = "arraybuffer";
-    if (mode === "source") {
+    if (mode === "source" && new URL(req.url).pathname !== ECHO_PATH) {
       socket.onopen = () => pump(() => socket.send(chunk), () => socket.bufferedAmount, () => socket.readyState === 1);
     } else socket.onmessage = (e) => socket.send(e.data);
     return response;
@@ -117,16 +122,16 @@ if (g.Deno) {
     port,
     hostname,
     fetch(req, srv) {
-      if (srv.upgrade(req)) return undefined;
+      if (srv.upgrade(req, { data: { echo: mode === "echo" || new URL(req.url).pathname === ECHO_PATH } })) return undefined;
       return new Response("echo", { status: 426 });
     },
     websocket: {
       perMessageDeflate: false,
       open(ws) {
-        if (mode === "source") pump(() => void ws.send(chunk), () => ws.getBufferedAmount(), () => ws.readyState === 1);
+        if (!ws.data.echo) pump(() => void ws.send(chunk), () => ws.getBufferedAmount(), () => ws.readyState === 1);
       },
       message(ws, msg) {
-        if (mode === "echo") ws.send(msg);
+        if (ws.data.echo) ws.send(msg);
       },
     },
   });
@@ -140,8 +145,8 @@ if (g.Deno) {
   const { WebSocketServer } = (await import("ws")) as unknown as WsModuleSlice;
   const server = createServer((_req, res) => res.writeHead(426).end("echo"));
   const wss = new WebSocketServer({ server, perMessageDeflate: false });
-  wss.on("connection", (ws) => {
-    if (mode === "source") {
+  wss.on("connection", (ws, req) => {
+    if (mode === "source" && req.url !== ECHO_PATH) {
       pump(() => ws.send(chunk, { binary: true }), () => ws.bufferedAmount, () => ws.readyState === 1);
     } else ws.on("message", (data, isBinary) => ws.send(data, { binary: isBinary }));
   });

@@ -5,6 +5,13 @@
  * request id, matched against the echo. Warms up, measures for `--duration`
  * seconds and prints one JSON line `{ rps, p50, p99, n, ... }` (latencies in ms).
  *
+ * With `--stream-url` (the raw baseline of the `loaded` suite) it measures the
+ * echo idle, then opens a second socket to that URL (a `raw_server.ts --mode
+ * source` streaming 16 KiB messages), reads it as fast as it can, and measures
+ * the echo again: `{ idle, loaded, mbps, p99Ratio }`. The echo has a socket of
+ * its own, so nothing queues it behind stream data: what it measures is how
+ * much two processes moving a stream at full speed delay a small request.
+ *
  * ```sh
  * node scripts/bench/rtt_client.ts --url ws://127.0.0.1:8080 --concurrency 64 --duration 3
  * ```
@@ -70,8 +77,39 @@ const echo = (id: number): Promise<void> => {
   });
 };
 
+/** Reads `target` as fast as it can until the returned stop() is called; stop() gives MB/s. */
+async function streamFrom(target: string): Promise<() => number> {
+  const st = new WebSocket(target);
+  st.binaryType = "arraybuffer";
+  let bytes = 0;
+  let t0 = 0;
+  await new Promise<void>((resolve, reject) => {
+    st.addEventListener("open", () => resolve());
+    st.addEventListener("error", () => reject(new Error(`Cannot connect to "${target}": socket error`)));
+  });
+  st.addEventListener("message", (ev: MessageEvent) => {
+    if (t0 === 0) t0 = performance.now();
+    else bytes += (ev.data as ArrayBuffer).byteLength;
+  });
+  return () => {
+    const seconds = (performance.now() - t0) / 1000;
+    st.close();
+    return t0 > 0 && seconds > 0 ? Math.round((bytes / 1e6 / seconds) * 10) / 10 : 0;
+  };
+}
+
 try {
-  const result = await runLoad(echo, { concurrency, durationMs, warmupMs });
+  const streamUrl = flags.get("stream-url");
+  let result: Record<string, unknown>;
+  if (streamUrl === undefined) {
+    result = { ...(await runLoad(echo, { concurrency, durationMs, warmupMs })) };
+  } else {
+    const idle = await runLoad(echo, { concurrency, durationMs, warmupMs });
+    const stop = await streamFrom(streamUrl);
+    const loaded = await runLoad(echo, { concurrency, durationMs, warmupMs });
+    const mbps = stop();
+    result = { idle, loaded, mbps, p99Ratio: Math.round((loaded.p99 / idle.p99) * 100) / 100 };
+  }
   process.stdout.write(JSON.stringify(result) + "\n");
   ws.close();
   process.exit(0);
