@@ -37,6 +37,15 @@ interface BulkEntry {
 const EMPTY = new Uint8Array(0);
 const NOOP = (): void => {};
 const DRAIN_POLL_MS = 2;
+/**
+ * A flush with only stream data waits while writers are still adding to it:
+ * until a frame's worth is queued, or the queue stayed the same for this many
+ * microtask turns in a row (a writer's `await writer.ready; writer.write()`
+ * loop takes a few turns per message)...
+ */
+const QUIET_TURNS = 4;
+/** ...but never more turns than this in all, so a flush is never put off for long. */
+const MAX_DEFER_TURNS = 64;
 /** Frames up to this size reuse {@link scratch} on sockets that copy on send. */
 const SCRATCH_BYTES = 2 * DEFAULT_LIMITS.batchBytes;
 /**
@@ -69,6 +78,10 @@ export class Link {
   private bulkBytes = 0;
   private readonly batch: OutMessage[] = [];
   private scheduled = false;
+  /** Microtask turns the pending flush has waited, and for how many of them stream data stayed the same. */
+  private deferTurns = 0;
+  private quietTurns = 0;
+  private deferBulkBytes = 0;
   private drainTimer: ReturnType<typeof setTimeout> | undefined;
   private pingTimer: ReturnType<typeof setInterval> | undefined;
   private lastPong = 0;
@@ -179,6 +192,7 @@ export class Link {
   private readonly flush = (): void => {
     this.scheduled = false;
     if (this.closed) return;
+    if (this.reuseFrames && this.deferForWriters()) return;
     const socket = this.socket;
     const limitBytes = DEFAULT_LIMITS.batchBytes;
     const limitMsgs = DEFAULT_LIMITS.batchMessages;
@@ -232,6 +246,40 @@ export class Link {
     this.bulkHead = 0;
     this.bulkBytes = 0;
   };
+
+  /**
+   * Puts off a flush that has only stream data, less than a frame's worth,
+   * while writers are still adding to it, so that their messages share frames
+   * (3 × 16 KiB in one frame instead of 3 frames: fewer socket writes and
+   * message events). Control messages and requests never wait: any of them
+   * flushes at once. Only on sockets that copy on send, where frames are
+   * encoded into the shared send buffer, so a bigger frame costs no bigger
+   * allocation. Measured (`deno task bench`, stream suite, 16 KiB): Bun 0.65×
+   * → 0.95× raw. On Node's `ws` server socket it made the Node reader slower
+   * (0.91× → 0.58×: with 2 messages per frame its V8 ran 97 mark-compacts in
+   * 4 s instead of 1, on the runtime's own read buffers), so it stays off there.
+   */
+  private deferForWriters(): boolean {
+    if (this.urgentHead < this.urgent.length || this.bulkBytes >= DEFAULT_LIMITS.batchBytes) return this.resetDefer();
+    if (this.deferTurns >= MAX_DEFER_TURNS) return this.resetDefer();
+    if (this.bulkBytes === this.deferBulkBytes) {
+      if (++this.quietTurns >= QUIET_TURNS) return this.resetDefer();
+    } else {
+      this.quietTurns = 0;
+      this.deferBulkBytes = this.bulkBytes;
+    }
+    this.deferTurns++;
+    this.scheduled = true;
+    queueMicrotask(this.flush);
+    return true;
+  }
+
+  private resetDefer(): false {
+    this.deferTurns = 0;
+    this.quietTurns = 0;
+    this.deferBulkBytes = 0;
+    return false;
+  }
 
   private waitDrain(): void {
     if (this.drainTimer !== undefined) return;
