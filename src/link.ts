@@ -92,7 +92,9 @@ export class Link {
     this.receiver = receiver;
     this.maxPayload = maxPayload;
     this.reuseFrames = copiesOnSend(socket);
-    socket.binaryType = "arraybuffer";
+    // ws's "nodebuffer" stays: a copy less per message, and on Node that copy is what tips V8
+    // into a full mark-compact every ~25 ms under a stream (see GridSocket.binaryType).
+    if (socket.binaryType !== "nodebuffer") socket.binaryType = "arraybuffer";
     socket.addEventListener("message", (ev) => this.onFrame(ev));
     socket.addEventListener("close", (ev) => {
       this.shutdown(new DisconnectedError(`Connection closed: code ${ev.code}${ev.reason ? ` (${ev.reason})` : ""}`));

@@ -101,7 +101,11 @@ export interface ManagerOptions {
    * @default 10000
    */
   handshakeTimeout?: number;
-  /** Opens outgoing sockets; defaults to the global WebSocket. For TLS with a private CA on some runtimes. */
+  /**
+   * Opens outgoing sockets; defaults to the server adapter's dialer (the `ws`
+   * client on Deno and Node) or else the global WebSocket. For TLS with a
+   * private CA on some runtimes.
+   */
   webSocket?: (url: string) => GridSocket;
 }
 

@@ -31,7 +31,12 @@ export interface SocketCloseEvent {
  *   "close" and "error". A socket handed over by a server adapter is already open.
  */
 export interface GridSocket {
-  /** Set to `"arraybuffer"` by the core before use. */
+  /**
+   * Set to `"arraybuffer"` by the core before use, unless it is `"nodebuffer"`
+   * (the `ws` package's default, which hands over each message as a Buffer
+   * view of the bytes read, where "arraybuffer" would copy them into a new
+   * ArrayBuffer first). The core reads ArrayBuffer and any Uint8Array view.
+   */
   binaryType: string;
   /** One of SOCKET_CONNECTING, SOCKET_OPEN, SOCKET_CLOSING, SOCKET_CLOSED. */
   readonly readyState: number;
@@ -95,8 +100,9 @@ export interface SocketAcceptor {
   /**
    * Lets an adapter supply the dialer for outgoing sockets when its runtime's
    * global WebSocket is unsuitable (Deno's client does not disable Nagle's
-   * algorithm: messages over 1 KiB stall ~40 ms). A `webSocket` factory given
-   * in the Manager options wins over this one.
+   * algorithm: messages over 1 KiB stall ~40 ms; Node's copies every message
+   * it receives, which under a stream keeps V8 in full collections). A
+   * `webSocket` factory given in the Manager options wins over this one.
    */
   useDialer?(open: (url: string) => GridSocket): void;
 }

@@ -6,9 +6,9 @@
  * @module
  */
 
-import { WebSocket as WsClient } from "ws";
 import type { GridSocket, SocketAcceptor } from "../socket.ts";
 import { isWebSocketUpgrade, upgradeRequired } from "./_http.ts";
+import { wsDial } from "./_ws_dial.ts";
 import type { GridServer, ServeOptions } from "./serve.ts";
 
 /**
@@ -95,7 +95,7 @@ export type DenoGridHandler = (req: Request, info?: DenoHandlerInfo) => Response
  * ```
  */
 export function denoHandler(grid: SocketAcceptor): DenoGridHandler {
-  grid.useDialer?.(denoDial);
+  grid.useDialer?.(wsDial);
   return (req, info) => {
     if (new URL(req.url).pathname !== grid.path) return undefined;
     if (!isWebSocketUpgrade(req)) return upgradeRequired();
@@ -120,16 +120,6 @@ export function denoHandler(grid: SocketAcceptor): DenoGridHandler {
   };
 }
 
-/**
- * Opens an outgoing grid socket on Deno with the `ws` client over Deno's
- * `node:net`, which disables Nagle's algorithm. Deno's global WebSocket
- * client does not, and writes a frame's header and payload separately for
- * messages over 1 KiB, so each such request/response stalls ~40 ms on the
- * peer's delayed ACK.
- */
-function denoDial(url: string): GridSocket {
-  return new WsClient(url, { perMessageDeflate: false }) as unknown as GridSocket;
-}
 
 /**
  * Serves the grid endpoint with `Deno.serve`. Requests outside `grid.path`

@@ -2,8 +2,9 @@
  * Node server adapter (Node 22+): serves the grid endpoint on a `node:http`
  * (or `node:https`) server, or attaches it to an existing one. Upgrades go
  * through `ws`, whose WebSocket already has the WHATWG shape the Manager
- * expects (`addEventListener`, `binaryType = "arraybuffer"`), so sockets are
- * handed over unwrapped.
+ * expects (`addEventListener`, `binaryType`), so sockets are handed over
+ * unwrapped. Outgoing sockets of a Manager served here are `ws` clients too
+ * (see `_ws_dial.ts`).
  *
  * @module
  */
@@ -15,6 +16,7 @@ import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
 import type { GridSocket, SocketAcceptor } from "../socket.ts";
 import type { GridServer, ServeOptions } from "./serve.ts";
+import { wsDial } from "./_ws_dial.ts";
 
 /** The slice of a `ws` WebSocket used here, beyond the GridSocket shape. */
 interface WsSocket extends GridSocket {
@@ -67,6 +69,8 @@ interface Attached {
 }
 
 function attach(grid: SocketAcceptor, server: Server): Attached {
+  // Outgoing sockets use the ws client too (why: ./_ws_dial.ts).
+  grid.useDialer?.(wsDial);
   const wss = new (WebSocketServer as unknown as WsServerConstructor)({
     noServer: true,
     maxPayload: grid.maxFrameBytes,
@@ -79,7 +83,7 @@ function attach(grid: SocketAcceptor, server: Server): Attached {
     }
     const remoteAddress = req.socket.remoteAddress;
     wss.handleUpgrade(req, socket, head, (ws) => {
-      ws.binaryType = "arraybuffer";
+      // binaryType stays ws's "nodebuffer": the core reads Buffer views without a copy.
       // ws is an EventEmitter: an "error" with no listener would crash the process.
       ws.on("error", () => {});
       grid.acceptSocket(ws, { remoteAddress });
