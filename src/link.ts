@@ -46,19 +46,21 @@ const DRAIN_POLL_MS = 2;
 const QUIET_TURNS = 4;
 /** ...but never more turns than this in all, so a flush is never put off for long. */
 const MAX_DEFER_TURNS = 64;
-/** Frames up to this size reuse {@link scratch} on sockets that copy on send. */
+/** Frames up to this size may be encoded into {@link scratch}. */
 const SCRATCH_BYTES = 2 * DEFAULT_LIMITS.batchBytes;
 /**
- * One send buffer shared by every Link whose socket copies on send: a frame is
- * encoded into it, sent, and the bytes are free again before `send` returns, so
- * stream data costs no new 64 KiB array per frame (fresh memory, and GC work).
+ * One send buffer shared by every Link (see `GridSocket.sendBuffer`): a frame
+ * is encoded into it and sent, and on a socket that copies the bytes are free
+ * again before `send` returns, so stream data costs no new array per frame
+ * (fresh memory, and GC work). A socket that kept them gets to keep the
+ * buffer; the next frame makes a new one.
  */
 let scratch: Uint8Array<ArrayBuffer> | undefined;
 
-/** Whether `socket.send` copies: its own say, else whether it is a WHATWG WebSocket. */
-function copiesOnSend(socket: GridSocket): boolean {
-  if (socket.copiesOnSend !== undefined) return socket.copiesOnSend;
-  return typeof WebSocket === "function" && socket instanceof WebSocket;
+/** What the socket's `send` does with its bytes: its own say, else "copies" for a WHATWG WebSocket. */
+function sendBufferOf(socket: GridSocket): "copies" | "until-written" | "unknown" {
+  if (socket.sendBuffer !== undefined) return socket.sendBuffer;
+  return typeof WebSocket === "function" && socket instanceof WebSocket ? "copies" : "unknown";
 }
 
 /** One open socket speaking the wire protocol. */
@@ -70,7 +72,10 @@ export class Link {
   closed = false;
   rttMs: number | null = null;
   private readonly maxPayload: number;
-  private readonly reuseFrames: boolean;
+  /** `send` copies its bytes: every frame may use the scratch buffer, and stream data waits for writers. */
+  private readonly copies: boolean;
+  /** `send` keeps its bytes until written, and `bufferedAmount` tells when that is done. */
+  private readonly keepsUntilWritten: boolean;
   private urgent: OutMessage[] = [];
   private urgentHead = 0;
   private bulk: BulkEntry[] = [];
@@ -91,7 +96,9 @@ export class Link {
     this.socket = socket;
     this.receiver = receiver;
     this.maxPayload = maxPayload;
-    this.reuseFrames = copiesOnSend(socket);
+    const sendBuffer = sendBufferOf(socket);
+    this.copies = sendBuffer === "copies";
+    this.keepsUntilWritten = sendBuffer === "until-written";
     // ws's "nodebuffer" stays: a copy less per message, and on Node that copy is what tips V8
     // into a full mark-compact every ~25 ms under a stream (see GridSocket.binaryType).
     if (socket.binaryType !== "nodebuffer") socket.binaryType = "arraybuffer";
@@ -194,7 +201,7 @@ export class Link {
   private readonly flush = (): void => {
     this.scheduled = false;
     if (this.closed) return;
-    if (this.reuseFrames && this.deferForWriters()) return;
+    if (this.copies && this.deferForWriters()) return;
     const socket = this.socket;
     const limitBytes = DEFAULT_LIMITS.batchBytes;
     const limitMsgs = DEFAULT_LIMITS.batchMessages;
@@ -226,7 +233,10 @@ export class Link {
         this.bulkBytes -= s;
         this.bulkHead++;
       }
-      const frame = this.reuseFrames && size <= SCRATCH_BYTES
+      // On a socket that keeps the bytes until written, the scratch buffer is used only while
+      // nothing waits in it, and handed over for good when this frame had to wait too.
+      const useScratch = size <= SCRATCH_BYTES && (this.copies || (this.keepsUntilWritten && buffered === 0));
+      const frame = useScratch
         ? encodeFrame(batch, 0, count, size, scratch ??= new Uint8Array(SCRATCH_BYTES))
         : encodeFrame(batch, 0, count, size);
       for (let i = 0; i < count; i++) batch[i] = EMPTY_MESSAGE;
@@ -236,6 +246,7 @@ export class Link {
         this.shutdown(new DisconnectedError("Cannot send: socket is closed", { cause: e }));
         return;
       }
+      if (useScratch && !this.copies && socket.bufferedAmount > 0) scratch = undefined;
       const c = this.counters;
       c.framesOut++;
       c.messagesOut += count;

@@ -45,14 +45,18 @@ export interface GridSocket {
   /** Queues one binary message; never blocks. */
   send(data: Uint8Array<ArrayBuffer>): void;
   /**
-   * True when `send` has taken its own copy of the bytes by the time it
-   * returns, so the caller may overwrite them at once; the core then encodes
-   * every frame into one reused buffer instead of a new one per frame. Left
-   * out, it is true for an instance of the global `WebSocket` (the WHATWG
-   * `send` copies) and false for anything else (the `ws` package's server
-   * sockets keep a reference until written).
+   * What `send` does with the bytes it is given, so that the core may encode
+   * frames into one reused buffer instead of a new one per frame:
+   * - `"copies"`: they are copied (or written out) before `send` returns, as
+   *   the WHATWG `send` does; any frame may reuse the buffer.
+   * - `"until-written"`: they stay referenced until written to the network,
+   *   and `bufferedAmount` counts them until then (the `ws` package); the
+   *   buffer is reused only while `bufferedAmount` reads 0 right after `send`.
+   *
+   * Left out: `"copies"` for an instance of the global `WebSocket`, else the
+   * buffer is never reused.
    */
-  readonly copiesOnSend?: boolean;
+  readonly sendBuffer?: "copies" | "until-written";
   /** Starts the closing handshake; a `close` event follows exactly once. */
   close(code?: number, reason?: string): void;
   /** Adds an "open" listener (dialed sockets only; accepted sockets are already open). */

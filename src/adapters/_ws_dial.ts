@@ -1,6 +1,7 @@
 /**
- * The outgoing grid socket of the Deno and Node adapters: a client of the `ws`
- * package (private to `src/adapters/`).
+ * The outgoing grid socket of the Deno and Node adapters, a client of the `ws`
+ * package, and what the core is told about `ws` sockets (private to
+ * `src/adapters/`).
  *
  * Why not the runtime's global WebSocket:
  * - Deno's does not disable Nagle's algorithm and writes a frame's header and
@@ -23,5 +24,16 @@ import type { GridSocket } from "../socket.ts";
 
 /** Opens `url` with the `ws` client (no compression: frames are binary and mostly small). */
 export function wsDial(url: string): GridSocket {
-  return new WsClient(url, { perMessageDeflate: false }) as unknown as GridSocket;
+  return markWsSocket(new WsClient(url, { perMessageDeflate: false }));
+}
+
+/**
+ * Tells the core how a `ws` socket's `send` treats its bytes: it may keep a
+ * reference until they are written (a server socket always, a client whose
+ * random mask came out all zero), and counts them in `bufferedAmount` until
+ * then (see `GridSocket.sendBuffer`).
+ */
+export function markWsSocket(ws: object): GridSocket {
+  Object.defineProperty(ws, "sendBuffer", { value: "until-written" });
+  return ws as GridSocket;
 }

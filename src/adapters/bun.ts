@@ -138,7 +138,7 @@ export class BunGridSocket implements GridSocket {
   }
 
   /** Bun's `send` writes the bytes out or copies them into its backlog before returning. */
-  readonly copiesOnSend = true;
+  readonly sendBuffer = "copies";
 
   /**
    * Queues a binary message. Bun drops a message instead of queueing it when

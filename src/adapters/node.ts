@@ -16,7 +16,7 @@ import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
 import type { GridSocket, SocketAcceptor } from "../socket.ts";
 import type { GridServer, ServeOptions } from "./serve.ts";
-import { wsDial } from "./_ws_dial.ts";
+import { markWsSocket, wsDial } from "./_ws_dial.ts";
 
 /** The slice of a `ws` WebSocket used here, beyond the GridSocket shape. */
 interface WsSocket extends GridSocket {
@@ -86,7 +86,7 @@ function attach(grid: SocketAcceptor, server: Server): Attached {
       // binaryType stays ws's "nodebuffer": the core reads Buffer views without a copy.
       // ws is an EventEmitter: an "error" with no listener would crash the process.
       ws.on("error", () => {});
-      grid.acceptSocket(ws, { remoteAddress });
+      grid.acceptSocket(markWsSocket(ws), { remoteAddress });
     });
   };
   server.on("upgrade", onUpgrade);
