@@ -166,9 +166,10 @@ export class Link {
     }, interval);
   }
 
-  /** Writes what is queued now (before a close, say). */
+  /** Writes what is queued now (before a close, say), without waiting for writers. */
   flushNow(): void {
-    this.flush();
+    this.resetDefer();
+    this.writeQueued();
   }
 
   /** Bytes queued here and in the socket. */
@@ -200,8 +201,13 @@ export class Link {
 
   private readonly flush = (): void => {
     this.scheduled = false;
+    if (this.copies && !this.closed && this.deferForWriters()) return;
+    this.writeQueued();
+  };
+
+  /** Writes queued messages as frames, control and calls first, while the socket takes them. */
+  private writeQueued(): void {
     if (this.closed) return;
-    if (this.copies && this.deferForWriters()) return;
     const socket = this.socket;
     const limitBytes = DEFAULT_LIMITS.batchBytes;
     const limitMsgs = DEFAULT_LIMITS.batchMessages;
@@ -258,7 +264,7 @@ export class Link {
     this.bulk = [];
     this.bulkHead = 0;
     this.bulkBytes = 0;
-  };
+  }
 
   /**
    * Puts off a flush that has only stream data, less than a frame's worth,
