@@ -431,28 +431,33 @@ describe("streams between two Managers", () => {
       await expectIdle(p);
     });
 
-    it("keeps large messages intact while every frame reuses one send buffer", async () => {
-      // Sockets that copy on send (the global WebSocket, Bun's and Deno's server sockets) get
-      // every frame encoded into one shared buffer. A socket that kept a reference instead (a
-      // `ws` server socket once the kernel's buffer is full) would show here as damaged
-      // messages: with a window of 1,024 the handler writes ~30 MB of 1–61 KiB messages
-      // without yielding to the event loop, which fills the kernel's socket buffers, while
-      // single requests cut in between.
-      const N = 1_000;
-      const st = await p.ab.newStream("produce.big", u32(N));
-      const read = async (): Promise<number> => {
-        let next = 0;
-        for await (const m of st.responses) {
-          const i = bigIndex(m);
-          if (i !== next) assert.fail(`Response ${next} arrived as ${i === -1 ? "damaged" : i}`);
-          next++;
-        }
-        return next;
-      };
-      const [count] = await withTimeout(Promise.all([read(), hundredRequests(p.ab), hundredRequests(p.ba)]), "large");
-      assert.equal(count, N);
-      await expectIdle(p);
-    });
+    for (const writer of ["dialing", "accepting"] as const) {
+      it(`keeps large messages intact while every frame reuses one send buffer (${writer} side writes)`, async () => {
+        // Every frame is encoded into one shared buffer on a socket that copies on send (the
+        // global WebSocket, Bun's and Deno's server sockets), and on a `ws` socket while nothing
+        // waits in it. A socket that kept a reference to bytes it could not write yet, with the
+        // buffer reused anyway, would show here as damaged messages: with a window of 1,024 the
+        // handler writes ~30 MB of 1–61 KiB messages without yielding to the event loop, which
+        // fills the kernel's socket buffers, while single requests cut in between. Both sides
+        // write once, so both kinds of socket of this runtime are covered.
+        const dialerIsA = shouldDial(p.A, p.B);
+        const conn = (writer === "dialing") === dialerIsA ? p.ba : p.ab;
+        const N = 1_000;
+        const st = await conn.newStream("produce.big", u32(N));
+        const read = async (): Promise<number> => {
+          let next = 0;
+          for await (const m of st.responses) {
+            const i = bigIndex(m);
+            if (i !== next) assert.fail(`Response ${next} arrived as ${i === -1 ? "damaged" : i}`);
+            next++;
+          }
+          return next;
+        };
+        const [count] = await withTimeout(Promise.all([read(), hundredRequests(p.ab), hundredRequests(p.ba)]), "large");
+        assert.equal(count, N);
+        await expectIdle(p);
+      });
+    }
 
     it(
       "lets stream messages share frames while their writer awaits each write (socket that copies on send)",
