@@ -102,9 +102,9 @@ export interface ManagerOptions {
    */
   handshakeTimeout?: number;
   /**
-   * Opens outgoing sockets; defaults to the server adapter's dialer (the `ws`
-   * client on Deno and Node) or else the global WebSocket. For TLS with a
-   * private CA on some runtimes.
+   * Opens outgoing sockets; defaults to the server adapter's dialer (on Deno
+   * a client over `Deno.connect` with TCP_NODELAY, on Node the `ws` client) or
+   * else the global WebSocket. For TLS with a private CA on some runtimes.
    */
   webSocket?: (url: string) => GridSocket;
 }

@@ -369,3 +369,100 @@ describe("embedding the grid endpoint next to an app", () => {
     }
   });
 });
+
+/**
+ * A TCP server that answers one WebSocket upgrade correctly and then writes `after` (raw
+ * frame bytes) and, with `end`, closes the connection: a misbehaving WebSocket server.
+ */
+async function rawWsServer(after: Uint8Array, end: boolean): Promise<{ port: number; close(): Promise<void> }> {
+  const { createServer } = await import("node:net");
+  const { createHash } = await import("node:crypto");
+  const sockets = new Set<import("node:net").Socket>();
+  const server = createServer((sock) => {
+    sockets.add(sock);
+    sock.on("error", () => {});
+    let head = "";
+    sock.on("data", (d) => {
+      if (head.includes("\r\n\r\n")) return;
+      head += d.toString("latin1");
+      if (!head.includes("\r\n\r\n")) return;
+      const key = /sec-websocket-key: *(.+)\r\n/i.exec(head)?.[1].trim() ?? "";
+      const accept = createHash("sha1").update(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest("base64");
+      sock.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+      sock.write(after);
+      if (end) sock.end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, HOST, resolve));
+  const addr = server.address();
+  return {
+    port: typeof addr === "object" && addr ? addr.port : 0,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+describe("Deno's dialer against a misbehaving server", () => {
+  const cases: { name: string; bytes: number[]; end: boolean; code: number; messages: number }[] = [
+    { name: "a masked frame", bytes: [0x82, 0x81, 1, 2, 3, 4, 9], end: false, code: 1002, messages: 0 },
+    { name: "reserved bits set", bytes: [0xc2, 0x01, 9], end: false, code: 1002, messages: 0 },
+    { name: "an unknown opcode", bytes: [0x83, 0x01, 9], end: false, code: 1002, messages: 0 },
+    { name: "a fragmented control frame", bytes: [0x09, 0x01, 9], end: false, code: 1002, messages: 0 },
+    { name: "a continuation with nothing to continue", bytes: [0x80, 0x01, 9], end: false, code: 1002, messages: 0 },
+    { name: "a frame longer than 100 MiB", bytes: [0x82, 0x7f, 0, 0, 0, 0, 0x10, 0, 0, 0], end: false, code: 1009, messages: 0 },
+    { name: "an end of connection inside a frame", bytes: [0x82, 0x7e, 0x10, 0x00, 1, 2, 3], end: true, code: 1006, messages: 0 },
+    { name: "a message split over fragments, then a close frame", bytes: [0x02, 0x01, 7, 0x80, 0x02, 8, 9, 0x88, 0x02, 0x0f, 0xa0], end: false, code: 4000, messages: 1 },
+  ];
+  for (const c of cases) {
+    it(`closes on ${c.name} without hanging`, onlyOn("deno"), async () => {
+      const { DenoClientSocket } = await import("../src/adapters/_deno_dial.ts");
+      const server = await rawWsServer(new Uint8Array(c.bytes), c.end);
+      try {
+        const ws = new DenoClientSocket(`ws://${HOST}:${server.port}${PATH}`);
+        const got: Uint8Array[] = [];
+        ws.addEventListener("message", (ev) => got.push(ev.data as Uint8Array));
+        ws.addEventListener("error", () => {});
+        const closed = await withTimeout(
+          new Promise<SocketCloseEvent>((resolve) => ws.addEventListener("close", resolve)),
+          `close after ${c.name}`,
+        );
+        assert.equal(closed.code, c.code);
+        assert.equal(ws.readyState, 3);
+        assert.equal(got.length, c.messages);
+        if (c.messages === 1) assert.deepEqual([...got[0]], [7, 8, 9]);
+      } finally {
+        await server.close();
+      }
+    });
+  }
+});
+
+describe("Deno's dialer against a server that refuses the upgrade", () => {
+  it("fires error and close 1006 when the answer is not 101", onlyOn("deno"), async () => {
+    const { createServer } = await import("node:net");
+    const server = createServer((sock) => {
+      sock.on("error", () => {});
+      sock.once("data", () => sock.end("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"));
+    });
+    await new Promise<void>((resolve) => server.listen(0, HOST, resolve));
+    const addr = server.address();
+    const port = typeof addr === "object" && addr ? addr.port : 0;
+    try {
+      const { DenoClientSocket } = await import("../src/adapters/_deno_dial.ts");
+      const ws = new DenoClientSocket(`ws://${HOST}:${port}${PATH}`);
+      let error = "";
+      ws.addEventListener("error", (ev) => error = (ev as { message: string }).message);
+      const closed = await withTimeout(
+        new Promise<SocketCloseEvent>((resolve) => ws.addEventListener("close", resolve)),
+        "close after a refused upgrade",
+      );
+      assert.equal(closed.code, 1006);
+      assert.match(error, /404/);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});

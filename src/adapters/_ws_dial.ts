@@ -1,20 +1,15 @@
 /**
- * The outgoing grid socket of the Deno and Node adapters, a client of the `ws`
- * package, and what the core is told about `ws` sockets (private to
- * `src/adapters/`).
+ * The outgoing grid socket of the Node adapter, a client of the `ws` package,
+ * and what the core is told about `ws` sockets (private to `src/adapters/`).
  *
- * Why not the runtime's global WebSocket:
- * - Deno's does not disable Nagle's algorithm and writes a frame's header and
- *   payload separately for messages over 1 KiB, so each such request or
- *   response stalls ~40 ms on the peer's delayed ACK; `ws` runs over
- *   `node:net`, which sets TCP_NODELAY.
- * - Node's (undici) copies every message into a new ArrayBuffer after
- *   assembling it, where `ws` with its default `binaryType` "nodebuffer" hands
- *   over a view of the bytes read (the core keeps "nodebuffer", see
- *   `GridSocket.binaryType`). Under a 16 KiB stream that copy kept V8 in full
- *   mark-compacts every ~25 ms: a single request's p99 on the same connection
- *   went from 0.85–6.7 ms (median ~2.9) to 0.65–2.0 ms (median ~0.68), and the
- *   stream from 0.54–1.08 to 0.93–1.35 GB/s (4 runs each, Node 24, loopback).
+ * Why not Node's global WebSocket (undici): it copies every message into a
+ * new ArrayBuffer after assembling it, where `ws` with its default
+ * `binaryType` "nodebuffer" hands over a view of the bytes read (the core
+ * keeps "nodebuffer", see `GridSocket.binaryType`). Under a 16 KiB stream
+ * that copy kept V8 in full mark-compacts every ~25 ms: a single request's
+ * p99 on the same connection went from 0.85–6.7 ms (median ~2.9) to
+ * 0.65–2.0 ms (median ~0.68), and the stream from 0.54–1.08 to
+ * 0.93–1.35 GB/s (4 runs each, Node 24, loopback).
  *
  * @module
  */

@@ -8,7 +8,7 @@
 
 import type { GridSocket, SocketAcceptor } from "../socket.ts";
 import { isWebSocketUpgrade, upgradeRequired } from "./_http.ts";
-import { wsDial } from "./_ws_dial.ts";
+import { denoDial } from "./_deno_dial.ts";
 import type { GridServer, ServeOptions } from "./serve.ts";
 
 /**
@@ -95,7 +95,7 @@ export type DenoGridHandler = (req: Request, info?: DenoHandlerInfo) => Response
  * ```
  */
 export function denoHandler(grid: SocketAcceptor): DenoGridHandler {
-  grid.useDialer?.(wsDial);
+  grid.useDialer?.(denoDial);
   return (req, info) => {
     if (new URL(req.url).pathname !== grid.path) return undefined;
     if (!isWebSocketUpgrade(req)) return upgradeRequired();
