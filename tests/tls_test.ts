@@ -24,6 +24,7 @@ import type { GridSocket, GridStats } from "../mod.ts";
 import { Client } from "../src/client.ts";
 import { detectRuntime, type GridServer, serve } from "../src/adapters/serve.ts";
 import { freePort } from "./_net.ts";
+import { withTimeout } from "./_wait.ts";
 
 const runtime = detectRuntime();
 const HOST = "127.0.0.1";
@@ -177,6 +178,24 @@ describe(`TLS (wss://) on ${runtime}`, () => {
     const stats = await c.request("grid.stats", undefined, { waitForConnect: true, timeout: WAIT_MS }) as GridStats;
     assert.equal(stats.local, hosts[0]);
     assert.equal(stats.connections[hosts[1]].state, "up");
+  });
+
+  it("Deno's dialer (Deno.connect + startTls) opens wss:// with the CA and refuses another CA", {
+    skip: skip || (runtime === "deno" ? false : "Deno only"),
+  }, async () => {
+    const { DenoClientSocket } = await import("../src/adapters/_deno_dial.ts");
+    const open = (ca: string): Promise<string> =>
+      new Promise((resolve) => {
+        const ws = new DenoClientSocket(`${hosts[0]}/grid/v1`, { caCerts: [ca] });
+        ws.addEventListener("open", () => {
+          ws.close(1000);
+          resolve("open");
+        });
+        ws.addEventListener("close", () => resolve("closed"));
+        ws.addEventListener("error", () => {});
+      });
+    assert.equal(await withTimeout(open(good.ca), "wss open", WAIT_MS), "open");
+    assert.equal(await withTimeout(open(rogue.ca), "wss refused", WAIT_MS), "closed");
   });
 
   it("Bun's own WebSocket takes the CA as { tls: { ca } }", { skip: skip || (runtime === "bun" ? false : "Bun only") }, async () => {

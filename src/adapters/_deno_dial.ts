@@ -27,7 +27,7 @@ interface DenoConn {
 /** The slice of the `Deno` namespace used here, declared locally so no runtime types are needed. */
 interface DenoNet {
   connect(opts: { hostname: string; port: number }): Promise<DenoConn & { setNoDelay(noDelay?: boolean): void }>;
-  startTls(conn: DenoConn, opts: { hostname: string }): Promise<DenoConn>;
+  startTls(conn: DenoConn, opts: { hostname: string; caCerts?: string[] }): Promise<DenoConn>;
 }
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -69,9 +69,15 @@ export class DenoClientSocket implements GridSocket {
   private finished = false;
   private readonly listeners: Record<string, Listener[]> = { open: [], message: [], close: [], error: [] };
 
-  /** Starts connecting to `url`; "open" or "error" + "close" follow. */
-  constructor(url: string) {
-    void this.run(new URL(url));
+  /**
+   * Starts connecting to `url`; "open" or "error" + "close" follow.
+   *
+   * @param url a ws:// or wss:// URL
+   * @param opts `caCerts`: PEM certificates to trust for wss:// besides Deno's
+   *   own roots (and `DENO_CERT`)
+   */
+  constructor(url: string, opts: { caCerts?: string[] } = {}) {
+    void this.run(new URL(url), opts.caCerts);
   }
 
   /** Bytes given to `send` (framed) and not yet written to the connection. */
@@ -118,7 +124,7 @@ export class DenoClientSocket implements GridSocket {
     }
   }
 
-  private async run(url: URL): Promise<void> {
+  private async run(url: URL, caCerts: string[] | undefined): Promise<void> {
     let tcp: DenoConn | null = null;
     try {
       const deno = (globalThis as unknown as { Deno: DenoNet }).Deno;
@@ -129,7 +135,7 @@ export class DenoClientSocket implements GridSocket {
       const raw = await deno.connect({ hostname, port });
       tcp = raw;
       raw.setNoDelay(true);
-      const conn = secure ? await deno.startTls(raw, { hostname }) : raw;
+      const conn = secure ? await deno.startTls(raw, caCerts ? { hostname, caCerts } : { hostname }) : raw;
       this.conn = conn;
       if (this.readyState !== 0) throw new Error("closed while connecting");
       const rest = await handshake(conn, url);
