@@ -288,7 +288,7 @@ export class DenoClientSocket implements GridSocket {
   private drainWaiters: (() => void)[] = [];
 
   private drained(): Promise<void> {
-    if (!this.writing && this.queue.length === 0) return Promise.resolve();
+    if (!this.writing) return Promise.resolve();
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
@@ -297,12 +297,19 @@ export class DenoClientSocket implements GridSocket {
     if (conn === null) return;
     this.writing = true;
     try {
-      while (this.queue.length > 0) {
-        const frame = this.queue[0];
+      // Frames go out in order; the queue is emptied in one step once written (no shift() per frame).
+      let head = 0;
+      while (head < this.queue.length) {
+        const frame = this.queue[head];
         let off = 0;
         while (off < frame.length) off += await conn.write(frame.subarray(off));
-        this.queue.shift();
+        if (this.finished) return; // finish() emptied the queue meanwhile
+        this.queue[head++] = EMPTY;
         this.queued -= frame.length;
+        if (head === this.queue.length) {
+          this.queue.length = 0;
+          head = 0;
+        }
       }
     } catch (err) {
       if (!this.finished) {
