@@ -103,8 +103,8 @@ export interface ManagerOptions {
   handshakeTimeout?: number;
   /**
    * Opens outgoing sockets; defaults to the server adapter's dialer (on Deno
-   * a client over `Deno.connect` with TCP_NODELAY, on Node the `ws` client) or
-   * else the global WebSocket. For TLS with a private CA on some runtimes.
+   * wsgrid's own client with TCP_NODELAY, on Node the `ws` client) or else
+   * the global WebSocket. For TLS with a private CA on some runtimes.
    */
   webSocket?: (url: string) => GridSocket;
 }

@@ -155,33 +155,18 @@ export class DenoClientSocket implements GridSocket {
     }
   }
 
-  /** Reads frames until the connection ends; messages go out as "message" events. */
+  /**
+   * Reads frames until the connection ends; messages go out as "message"
+   * events. `first` (bytes read past the handshake, a buffer of its own) is
+   * handled before the first read.
+   */
   private async readFrames(conn: DenoConn, first: Uint8Array): Promise<void> {
     const chunk = new Uint8Array(READ_BYTES);
     // The start of a frame not yet read in full, in a buffer of its own (`chunk` is reused).
-    let pend = first.length > 0 ? first.slice() : EMPTY;
-    let pendLen = pend.length;
-    if (pendLen > 0) {
-      const at = this.parseFrames(pend);
-      if (at < 0) return;
-      pend.copyWithin(0, at, pendLen);
-      pendLen -= at;
-    }
+    let pend = first;
+    let pendLen = first.length;
+    let buf = first;
     for (;;) {
-      const n = await conn.read(chunk);
-      if (n === null) return this.finish(1006, "connection ended without a close frame");
-      let buf: Uint8Array;
-      if (pendLen === 0) buf = chunk.subarray(0, n);
-      else {
-        if (pend.length < pendLen + n) {
-          const grown = new Uint8Array(Math.max(pendLen + n, pend.length * 2));
-          grown.set(pend.subarray(0, pendLen));
-          pend = grown;
-        }
-        pend.set(chunk.subarray(0, n), pendLen);
-        pendLen += n;
-        buf = pend.subarray(0, pendLen);
-      }
       const at = this.parseFrames(buf);
       if (at < 0) return;
       const left = buf.length - at;
@@ -195,6 +180,19 @@ export class DenoClientSocket implements GridSocket {
         if (pend.length < left) pend = new Uint8Array(Math.max(left, READ_BYTES));
         pend.set(buf.subarray(at));
         pendLen = left;
+      }
+      const n = await conn.read(chunk);
+      if (n === null) return this.finish(1006, "connection ended without a close frame");
+      if (pendLen === 0) buf = chunk.subarray(0, n);
+      else {
+        if (pend.length < pendLen + n) {
+          const grown = new Uint8Array(Math.max(pendLen + n, pend.length * 2));
+          grown.set(pend.subarray(0, pendLen));
+          pend = grown;
+        }
+        pend.set(chunk.subarray(0, n), pendLen);
+        pendLen += n;
+        buf = pend.subarray(0, pendLen);
       }
     }
   }
