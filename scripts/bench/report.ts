@@ -16,6 +16,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
+import type { LockArgsBenchResult } from "./lockargs.ts";
 
 /** A round-trip row of results.json (written by main.ts, read here). */
 export interface RttRow {
@@ -59,16 +60,6 @@ export interface SuiteRow {
   error?: string;
 }
 
-interface LockRow {
-  codec: string;
-  resources: number;
-  bytes: number;
-  nsPerOp: number;
-  minNs: number;
-  maxNs: number;
-  speedupVsText: number;
-  speedupVsJson: number;
-}
 
 interface SelfTime {
   name: string;
@@ -94,7 +85,7 @@ export interface Results {
   cases: { name: string; suite?: string; description: string; baseline: string | null; skipped: string | null }[];
   rows: RttRow[];
   streams?: SuiteRow[];
-  lockargs?: Record<string, { msgpackrNative?: boolean; results?: LockRow[]; error?: string }>;
+  lockargs?: Record<string, { msgpackrNative?: boolean; results?: LockArgsBenchResult[]; error?: string }>;
   scale?: Record<string, unknown>[];
   frame?: Record<string, { decodeNsPerMsg?: number; encodeNsPerMsg?: number; textDecodeNs?: number; timerPairNs?: number; batch?: number; error?: string }>;
   profile?: Record<string, { client?: Profile; server?: Profile; load?: { rps?: number; mbps?: number }; error?: string }> | null;
