@@ -352,13 +352,20 @@ export class FaultProxy {
     if (pair.tainted) return;
     pair.tainted = true;
     this.counters.blackholed++;
+    this.dropQueued(pair);
+  }
+
+  /**
+   * Drops what waits in both directions (counted as dropped) and keeps reading, so that
+   * the peers' writes succeed and their bytes are dropped here.
+   */
+  private dropQueued(pair: Pair): void {
     for (const d of [pair.up, pair.down]) {
       if (d === null) continue;
       if (d.timer !== undefined) clearTimeout(d.timer);
       d.timer = undefined;
       for (const q of d.queue) this.counters.bytesDropped += q.chunk.length;
       d.queue = [];
-      // Keep reading so that the peers' writes succeed and their bytes are dropped here.
       d.from.resume();
     }
   }
@@ -375,14 +382,7 @@ export class FaultProxy {
     if (pair.closed || pair.halfClosed) return;
     pair.halfClosed = true;
     this.counters.halfClosed++;
-    for (const d of [pair.up, pair.down]) {
-      if (d === null) continue;
-      if (d.timer !== undefined) clearTimeout(d.timer);
-      d.timer = undefined;
-      for (const q of d.queue) this.counters.bytesDropped += q.chunk.length;
-      d.queue = [];
-      d.from.resume();
-    }
+    this.dropQueued(pair);
     pair.client.end();
     pair.client.resume();
     if (pair.upstream !== null) {
