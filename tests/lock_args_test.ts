@@ -13,6 +13,7 @@ import {
   lockArgsCodec,
 } from "../src/locks/lock_args.ts";
 import { decodeLockArgsMsgpack, encodeLockArgsMsgpack, msgpackLockArgsCodec } from "../src/locks/lock_args_msgpack.ts";
+import { seeded } from "./e2e/_load.ts";
 
 const utf8 = new TextEncoder();
 const rawPackr = new Packr({ useRecords: false });
@@ -297,21 +298,9 @@ function msgpackTuple(items: unknown[]): Uint8Array {
   return rawPackr.pack(items);
 }
 
-/** Deterministic PRNG (mulberry32) so a failure reproduces. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 describe("decoding arbitrary bytes", () => {
   it("20k random and mutated inputs either decode (canonically) or raise ProtocolError", () => {
-    const random = prng(0x10c4a265);
+    const random = seeded(0x10c4a265); // deterministic, so a failure reproduces
     const int = (n: number) => Math.floor(random() * n);
     const seeds = [
       ...Object.entries(samples).filter(([name]) => !name.startsWith("long") && !name.startsWith("many")).map(([, v]) =>

@@ -59,6 +59,22 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/**
+ * The "sleep" handler the load calls: resolves with "slept" after the milliseconds the
+ * request names (60 s when it names none), or rejects with the signal's reason as soon as
+ * the call is cancelled.
+ */
+export function sleepFor(req: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
+  const ms = Number(dec.decode(req)) || 60_000;
+  return new Promise<Uint8Array>((resolve, reject) => {
+    const timer = setTimeout(() => resolve(enc.encode("slept")), ms);
+    signal.addEventListener("abort", () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    }, { once: true });
+  });
+}
+
 /** A small seeded PRNG (mulberry32). */
 export function seeded(seed: number): () => number {
   let a = seed >>> 0;

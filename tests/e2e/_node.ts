@@ -29,7 +29,7 @@ import { GridError, Manager } from "../../mod.ts";
 import type { StreamCall } from "../../mod.ts";
 import { detectRuntime, serve } from "../../src/adapters/serve.ts";
 import type { GridSocket, SocketAcceptor } from "../../src/socket.ts";
-import { type LoadCounts, seeded, startLoad } from "./_load.ts";
+import { type LoadCounts, seeded, sleepFor, startLoad } from "./_load.ts";
 import { GC_AVAILABLE, heapUsed } from "./_memory.ts";
 
 /** What the node is started with. */
@@ -185,14 +185,7 @@ grid.handle("echo", (req) => req);
 grid.handle("whoami", () => enc.encode(JSON.stringify({ runtime, pid: process.pid, local: config.local })));
 grid.handle("sleep", (req, ctx) => {
   watchAbort("sleep", ctx.remote, ctx.signal);
-  const ms = Number(dec.decode(req)) || 60_000;
-  return new Promise<Uint8Array>((resolve, reject) => {
-    const timer = setTimeout(() => resolve(enc.encode("slept")), ms);
-    ctx.signal.addEventListener("abort", () => {
-      clearTimeout(timer);
-      reject(ctx.signal.reason);
-    }, { once: true });
-  });
+  return sleepFor(req, ctx.signal);
 });
 grid.handleStream("echo-stream", async (call: StreamCall<Uint8Array, Uint8Array, Uint8Array>) => {
   watchAbort("echo-stream", call.remote, call.signal);

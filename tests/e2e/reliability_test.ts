@@ -15,7 +15,6 @@ import assert from "node:assert/strict";
 import process from "node:process";
 import { getEventListeners } from "node:events";
 import {
-  type CallContext,
   type Connection,
   DisconnectedError,
   Manager,
@@ -34,7 +33,7 @@ import {
   sleep,
   until,
 } from "./_reliability.ts";
-import { type LoadCounts, rejectedTotal, seeded, startLoad } from "./_load.ts";
+import { type LoadCounts, rejectedTotal, seeded, sleepFor, startLoad } from "./_load.ts";
 import { activeResources, GC_AVAILABLE, heapUsed, mb } from "./_memory.ts";
 import { freePorts, runner } from "./_subprocess.ts";
 import { Cluster, establishedBetween, type Runtime, withTimeout } from "./_cluster.ts";
@@ -85,21 +84,10 @@ function log(text: string): void {
   console.log(`[reliability ${runner}] ${text}`);
 }
 
-/** A long sleep that ends early, with the signal's reason, when the call is cancelled. */
-function sleepHandler(req: Uint8Array, ctx: CallContext): Promise<Uint8Array> {
-  const ms = Number(dec.decode(req)) || 60_000;
-  return new Promise<Uint8Array>((resolve, reject) => {
-    const timer = setTimeout(() => resolve(enc.encode("slept")), ms);
-    ctx.signal.addEventListener("abort", () => {
-      clearTimeout(timer);
-      reject(ctx.signal.reason);
-    }, { once: true });
-  });
-}
 
 function registerHandlers(m: Manager): void {
   m.handle("echo", (req) => req);
-  m.handle("sleep", sleepHandler);
+  m.handle("sleep", (req, ctx) => sleepFor(req, ctx.signal));
   m.handle("fail", () => {
     throw new Error("Cannot serve: this handler always fails");
   });
@@ -113,6 +101,19 @@ function registerHandlers(m: Manager): void {
     await w.write(call.payload);
     throw new Error("Cannot stream: this handler fails after one message");
   }, { inCapacity: 0, outCapacity: 8 });
+}
+
+/**
+ * Starts one node per URL (named by it, with the test handlers), served on the matching port.
+ * Fills `managers` and `servers` as it goes, so that a failure still closes what started.
+ */
+async function startNodes(urls: string[], ports: number[], managers: Manager[], servers: GridServer[]): Promise<void> {
+  for (let i = 0; i < urls.length; i++) {
+    const m = new Manager({ secret: SECRET, ...FAST, local: urls[i], hosts: urls });
+    registerHandlers(m);
+    managers.push(m);
+    servers.push(await serve(m, { port: ports[i], hostname: "127.0.0.1" }));
+  }
 }
 
 /** Settles `p` into when and how, never rejecting. */
@@ -189,12 +190,7 @@ describe("reliability under faults and load", () => {
     const servers: GridServer[] = [];
     const started = performance.now();
     try {
-      for (let i = 0; i < 2; i++) {
-        const m = new Manager({ secret: SECRET, ...FAST, local: urls[i], hosts: urls });
-        registerHandlers(m);
-        managers.push(m);
-        servers.push(await serve(m, { port: real[i], hostname: "127.0.0.1" }));
-      }
+      await startNodes(urls, real, managers, servers);
       const [a, b] = managers;
       const ab = a.connection(urls[1]);
       const ba = b.connection(urls[0]);
@@ -372,12 +368,7 @@ describe("reliability under faults and load", () => {
     const servers: GridServer[] = [];
     const started = performance.now();
     try {
-      for (let i = 0; i < 2; i++) {
-        const m = new Manager({ secret: SECRET, ...FAST, local: urls[i], hosts: urls });
-        registerHandlers(m);
-        managers.push(m);
-        servers.push(await serve(m, { port: ports[i], hostname: "127.0.0.1" }));
-      }
+      await startNodes(urls, ports, managers, servers);
       const [a, b] = managers;
       const conn = a.connection(urls[1]);
       await conn.waitForConnect({ timeout: 10_000 });
