@@ -34,4 +34,4 @@ export { json, msgpack, raw } from "./src/handlers/codecs.ts";
 export { GridStatsHandler, GridWatchHandler } from "./src/builtins.ts";
 export { DEFAULT_LIMITS } from "./src/protocol/limits.ts";
 export { PROTOCOL_VERSION } from "./src/protocol/ops.ts";
-export type { AcceptInfo, GridSocket, SocketAcceptor, SocketCloseEvent, SocketMessageEvent } from "./src/socket.ts";
+export type { AcceptInfo, DialLimits, GridSocket, SocketAcceptor, SocketCloseEvent, SocketMessageEvent } from "./src/socket.ts";

@@ -7,10 +7,11 @@
 import { defineSingle, defineStream, type SingleDefinition, type StreamDefinition } from "./handlers/define.ts";
 import type { GridStats } from "./types.ts";
 import type { Manager } from "./manager.ts";
+import { DEFAULT_LIMITS } from "./protocol/limits.ts";
 
 /** `grid.stats`: this node's statistics. */
 export const GridStatsHandler: SingleDefinition<undefined | null, GridStats> = defineSingle("grid.stats");
-/** `grid.watch`: statistics every `intervalMs` (at least 100 ms). */
+/** `grid.watch`: statistics every `intervalMs` (at least `DEFAULT_LIMITS.minWatchIntervalMs`, 250 ms). */
 export const GridWatchHandler: StreamDefinition<{ intervalMs?: number } | undefined | null, never, GridStats> =
   defineStream("grid.watch", { inCapacity: 0, outCapacity: 4 });
 
@@ -18,7 +19,7 @@ export const GridWatchHandler: StreamDefinition<{ intervalMs?: number } | undefi
 export function registerBuiltins(grid: Manager): void {
   grid.handle(GridStatsHandler, () => grid.stats(), { readOnly: true });
   grid.handleStream(GridWatchHandler, async (call) => {
-    const every = Math.max(100, Math.min(60_000, Number(call.payload?.intervalMs ?? 1000) || 1000));
+    const every = Math.max(DEFAULT_LIMITS.minWatchIntervalMs, Math.min(60_000, Number(call.payload?.intervalMs ?? 1000) || 1000));
     const w = call.responses.getWriter();
     while (!call.signal.aborted) {
       await w.write(grid.stats());

@@ -17,7 +17,6 @@
 import { Connection, type ConnectionOwner, type ConnectionSettings, type ConnectionState } from "./connection.ts";
 import { defineSingle, defineStream, type SingleDefinition, type StreamDefinition } from "./handlers/define.ts";
 import { HandlerRegistry } from "./handlers/registry.ts";
-import type { Hello, Welcome } from "./protocol/handshake.ts";
 import { DEFAULT_LIMITS } from "./protocol/limits.ts";
 import { PROTOCOL_VERSION } from "./protocol/ops.ts";
 import type { GridSocket } from "./socket.ts";
@@ -116,25 +115,32 @@ export class Client extends EventTarget {
       pingInterval: options.pingInterval ?? DEFAULT_LIMITS.pingInterval,
       maxMessageBytes: options.maxMessageBytes ?? DEFAULT_LIMITS.maxMessageBytes,
       handshakeTimeout: options.handshakeTimeout ?? DEFAULT_LIMITS.handshakeTimeout,
+      helloTimeout: DEFAULT_LIMITS.helloTimeout,
       backoffBase: options.backoff?.base ?? DEFAULT_LIMITS.backoffBase,
       backoffCap: options.backoff?.cap ?? DEFAULT_LIMITS.backoffCap,
+      maxQueuedBytes: Math.max(DEFAULT_LIMITS.maxQueuedBytes, 4 * (options.maxMessageBytes ?? 0)),
+      writeTimeout: DEFAULT_LIMITS.writeTimeout,
+      // A client serves no handlers.
+      served: { requests: 0, streams: 0 },
+      adminServed: { requests: 0, streams: 0 },
     };
     const owner: ConnectionOwner = {
       settings,
       registry: new HandlerRegistry(),
       handlerStats: new HandlerStatsTable(),
-      makeHello: (_remote: string, nonce: string): Promise<Hello> =>
-        Promise.resolve({
+      // A read-only client holds no secret, so the node cannot prove one; TLS authenticates the node.
+      credentials: {
+        hello: (_remote: string, nonce: string) => ({
           kind: "admin",
           v: PROTOCOL_VERSION,
           token: this.token,
-          t: Date.now(),
           nonce,
           max: settings.maxMessageBytes,
           ping: settings.pingInterval,
         }),
-      // A read-only client holds no secret, so the node cannot prove one; TLS authenticates the node.
-      checkWelcome: (_remote: string, w: Welcome) => Promise.resolve(w.ok),
+      },
+      refusalsFailCalls: true,
+      countRejected: () => {},
       openSocket: (target: string) => this.factory ? this.factory(target) : new WebSocket(target) as GridSocket,
       notify: (type) => {
         if (type !== "restart") this.dispatchEvent(new CustomEvent(type, { detail: { host: this.url } }));

@@ -7,23 +7,22 @@
  */
 import {
   DisconnectedError,
-  errorFromCode,
-  GridError,
+  type GridError,
   PayloadTooLargeError,
   ProtocolError,
   TimeoutError,
-  UnauthorizedError,
 } from "./errors.ts";
 import type { SingleDefinition, StreamDefinition } from "./handlers/define.ts";
 import type { HandlerRegistry } from "./handlers/registry.ts";
-import { Link } from "./link.ts";
+import type { Link } from "./link.ts";
 import { MuxCallee } from "./mux/callee.ts";
 import { downError, MuxCaller } from "./mux/caller.ts";
 import { clampTimeout } from "./mux/wire.ts";
 import type { Message } from "./protocol/frame.ts";
-import { decodeWelcome, encodeHandshake, type Hello, type PeerLimits, randomId, type Welcome } from "./protocol/handshake.ts";
-import { OP_HELLO, OP_WELCOME } from "./protocol/ops.ts";
-import { type GridSocket, SOCKET_OPEN } from "./socket.ts";
+import { dial, type DialCredentials, type PeerLimits } from "./auth/dialer.ts";
+import { isHandshakeOp, OP_REQUEST, OP_STREAM_OPEN } from "./protocol/ops.ts";
+import { errorMessage } from "./mux/wire.ts";
+import type { GridSocket } from "./socket.ts";
 import type { HandlerStatsTable } from "./stats/handler_stats.ts";
 import type { CallOptions, Codec, ConnectionStats, Stream } from "./types.ts";
 import { raw } from "./handlers/codecs.ts";
@@ -37,8 +36,17 @@ export interface ConnectionSettings {
   readonly pingInterval: number;
   readonly maxMessageBytes: number;
   readonly handshakeTimeout: number;
+  /** An accepted socket's hello, and a dialer's proof, must arrive within this many ms. */
+  readonly helloTimeout: number;
   readonly backoffBase: number;
   readonly backoffCap: number;
+  /** Byte budget of a link's queues (see Link). */
+  readonly maxQueuedBytes: number;
+  /** Write deadline of a link, ms. */
+  readonly writeTimeout: number;
+  /** Calls served at once for one peer, and for one admin client. */
+  readonly served: { readonly requests: number; readonly streams: number };
+  readonly adminServed: { readonly requests: number; readonly streams: number };
 }
 
 /** What a Connection needs from its owner. */
@@ -46,10 +54,17 @@ export interface ConnectionOwner {
   readonly settings: ConnectionSettings;
   readonly registry: HandlerRegistry;
   readonly handlerStats: HandlerStatsTable;
-  /** Builds the hello for a dial to `remote`. */
-  makeHello(remote: string, nonce: string): Promise<Hello>;
-  /** Checks the acceptor's welcome (proof that it knows the secret). */
-  checkWelcome(remote: string, w: Welcome, nonce: string): Promise<boolean>;
+  /** How this side proves who it is when it dials. */
+  readonly credentials: DialCredentials;
+  /**
+   * A refusal from the remote fails the calls waiting for the connection. True
+   * for a read-only client, which cannot authenticate the node anyway; false
+   * for peers, where a refusal is unauthenticated and anyone reachable could
+   * forge one.
+   */
+  readonly refusalsFailCalls: boolean;
+  /** Counts a failed handshake by reason (stats `rejectedHandshakes`). */
+  countRejected(reason: string): void;
   /** Opens a socket to `url` (the global WebSocket, unless the owner overrides it). */
   openSocket(url: string): GridSocket;
   /** State changes worth an event. */
@@ -83,7 +98,8 @@ export class Connection {
   private readonly callee: MuxCallee;
   private stateValue: ConnectionState = "connecting";
   private link: Link | null = null;
-  private dialSocket: GridSocket | null = null;
+  /** Aborted by close(): ends a dial in progress. */
+  private readonly closing = new AbortController();
   private sleepTimer: ReturnType<typeof setTimeout> | undefined;
   private sleepWake: (() => void) | null = null;
   private tickTimer: ReturnType<typeof setInterval> | undefined;
@@ -108,6 +124,7 @@ export class Connection {
     const s = owner.settings;
     this.sendLimit = s.maxMessageBytes;
     this.remotePing = s.pingInterval;
+    this.servedCap = readOnly ? s.adminServed : s.served;
     // The mux hosts read the limit negotiated at each handshake.
     const sendLimit = () => this.sendLimit;
     this.caller = new MuxCaller({
@@ -192,9 +209,17 @@ export class Connection {
     const timeout = clampTimeout(options?.timeout ?? this.owner.settings.requestTimeout);
     const subroute = options?.subroute ?? "";
     const link = this.link;
-    if (link !== null) return this.caller.request(link, name, subroute, payload, timeout, signal);
+    if (link !== null) {
+      const room = link.room(payload.length, timeout, signal, `Request "${name}" to "${this.remote}"`);
+      if (room === undefined) return this.caller.request(link, name, subroute, payload, timeout, signal);
+      const started = performance.now();
+      return room.then(() => {
+        if (this.link !== link) throw new DisconnectedError(`Connection to "${this.remote}" lost before the request was sent`);
+        return this.caller.request(link, name, subroute, payload, clampTimeout(timeout - (performance.now() - started)), signal);
+      });
+    }
     if (options?.waitForConnect !== true || this.stateValue === "closed") {
-      return Promise.reject(this.stateValue === "closed" ? this.closedError() : downError(this.remote, this.lastError));
+      return Promise.reject(this.stateValue === "closed" ? this.closedError() : this.downErr());
     }
     const started = performance.now();
     return this.waitUp(timeout, signal).then(() => {
@@ -253,13 +278,22 @@ export class Connection {
     let timeout = options?.timeout === undefined ? undefined : clampTimeout(options.timeout);
     if (this.link === null) {
       if (options?.waitForConnect !== true || this.stateValue === "closed") {
-        throw this.stateValue === "closed" ? this.closedError() : downError(this.remote, this.lastError);
+        throw this.stateValue === "closed" ? this.closedError() : this.downErr();
       }
       const started = performance.now();
       await this.waitUp(timeout ?? this.owner.settings.requestTimeout, signal);
       if (timeout !== undefined) timeout = clampTimeout(timeout - (performance.now() - started));
     }
-    const st = await this.caller.openStream(this.link!, name, options?.subroute ?? "", bytes, timeout, signal, codecs);
+    const link = this.link;
+    if (link === null) throw new DisconnectedError(`Connection to "${this.remote}" lost before the stream was opened`);
+    const started = performance.now();
+    const room = link.room(bytes.length, timeout ?? Infinity, signal, `Stream "${name}" to "${this.remote}"`);
+    if (room !== undefined) {
+      await room;
+      if (this.link !== link) throw new DisconnectedError(`Connection to "${this.remote}" lost before the stream was opened`);
+      if (timeout !== undefined) timeout = clampTimeout(timeout - (performance.now() - started));
+    }
+    const st = await this.caller.openStream(link, name, options?.subroute ?? "", bytes, timeout, signal, codecs);
     return st as Stream<Req, Resp>;
   }
 
@@ -297,30 +331,40 @@ export class Connection {
       this.waiters.add(w);
       timer = setTimeout(() => {
         // The wait is bounded by the call's deadline, so passing it is a timeout (API.md error table).
-        const last = this.lastError === null ? "" : ` (last error: ${this.lastError.message})`;
+        const forged = this.forgedDials === 0
+          ? ""
+          : ` (${this.forgedDials} handshakes failed verification: another secret, or not the real host)`;
+        const last = this.lastError === null ? forged : ` (last error: ${this.lastError.message})${forged}`;
         done(new TimeoutError(`Cannot call "${this.remote}": not connected within ${timeout} ms${last}`));
       }, timeout);
       signal?.addEventListener("abort", onAbort, { once: true });
     });
   }
 
+  private readonly servedCap: { readonly requests: number; readonly streams: number };
+  /** Dials whose welcome failed verification, for the message of a call that timed out waiting. */
+  private forgedDials = 0;
+
   /** Whether the connection is closed for good. */
   private isClosed(): boolean {
     return this.stateValue === "closed";
   }
 
+  /**
+   * The error of a call made while down. A peer's refusal is not authenticated,
+   * so it never turns into an UnauthorizedError for calls; a client's is.
+   */
+  private downErr(): GridError {
+    const last = this.lastError;
+    if (!this.owner.refusalsFailCalls && last !== null && (last.code === "unauthorized" || last.code === "protocol")) {
+      return new DisconnectedError(`Cannot call "${this.remote}": connection is down (last error: ${last.message})`, { cause: last });
+    }
+    return downError(this.remote, last);
+  }
+
   /** The error of a call made after close. */
   private closedError(): GridError {
     return new DisconnectedError(`Cannot call "${this.remote}": the grid is closed`);
-  }
-
-  /**
-   * @internal The accepting side refused this remote's hello (wrong secret): calls
-   * waiting for the connection fail now with `err` instead of at their deadline.
-   */
-  refused(err: GridError): void {
-    this.lastError = err;
-    for (const w of [...this.waiters]) w.reject(err);
   }
 
   /** @internal Starts the dial loop (dialing side only). */
@@ -333,17 +377,32 @@ export class Connection {
     let attempt = 0;
     const s = this.owner.settings;
     while (this.stateValue !== "closed") {
-      try {
-        const { link, id, limits } = await this.dial();
-        attempt = 0;
+      const r = await dial({
+        url: this.url,
+        remote: this.remote,
+        settings: s,
+        credentials: this.owner.credentials,
+        openSocket: (url) => this.owner.openSocket(url),
+        signal: this.closing.signal,
+      });
+      if (r.ok) {
+        const upAt = performance.now();
         await new Promise<void>((resolve) => {
-          this.adopt(link, id, resolve, limits);
+          this.adopt(r.link, r.remoteId, resolve, r.limits, r.early);
         });
-      } catch (e) {
-        const err = e instanceof GridError ? e : new DisconnectedError(`Cannot connect to "${this.remote}"`, { cause: e });
-        this.lastError = err;
-        if (err.code === "unauthorized" || err.code === "protocol") {
-          for (const w of [...this.waiters]) w.reject(err);
+        // Backoff starts over only after a link that lasted: a remote that drops every link
+        // right after its handshake is redialed ever more slowly, not in a tight loop.
+        if (performance.now() - upAt >= s.backoffCap) attempt = 0;
+      } else if (r.kind === "forged") {
+        // An impostor, or another secret: counted, and nothing else is touched (no waiter
+        // fails, lastError stays), so whoever answers a dial cannot fail our calls.
+        this.owner.countRejected("dial-bad-mac");
+        this.forgedDials++;
+      } else {
+        if (r.kind === "refused") this.owner.countRejected(`dial-refused-${r.err.code}`);
+        this.lastError = r.err;
+        if (r.kind === "refused" && this.owner.refusalsFailCalls) {
+          for (const w of [...this.waiters]) w.reject(r.err);
         }
       }
       if (this.isClosed()) break;
@@ -359,104 +418,12 @@ export class Connection {
     }
   }
 
-  /** Opens a socket, sends the hello and waits for the welcome. */
-  private async dial(): Promise<{ link: Link; id: string; limits: PeerLimits }> {
-    const s = this.owner.settings;
-    const socket = this.owner.openSocket(this.url);
-    this.dialSocket = socket;
-    let closedWith: number | null = null;
-    try {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          reject(new DisconnectedError(`Cannot connect to "${this.remote}": no answer within ${s.handshakeTimeout} ms`));
-          try {
-            socket.close();
-          } catch {
-            // Closing a socket that never opened may throw; the dial failed either way.
-          }
-        }, s.handshakeTimeout);
-        socket.addEventListener("open", () => {
-          clearTimeout(timer);
-          resolve();
-        });
-        socket.addEventListener("close", (ev) => {
-          clearTimeout(timer);
-          closedWith = ev.code;
-          reject(new DisconnectedError(`Cannot connect to "${this.remote}": closed with code ${ev.code}`));
-        });
-        socket.addEventListener("error", () => {
-          clearTimeout(timer);
-          reject(new DisconnectedError(`Cannot connect to "${this.remote}": socket error`));
-        });
-      });
-      if (this.isClosed()) throw this.closedError();
-      const nonce = randomId();
-      const hello = await this.owner.makeHello(this.remote, nonce);
-      // The acceptor may close right after the upgrade (1013 when busy) while the hello is
-      // being signed: that close event has fired already and would never reach the Link,
-      // leaving the dial to wait for the handshake timeout instead of backing off.
-      if (closedWith !== null || socket.readyState !== SOCKET_OPEN) {
-        throw new DisconnectedError(`Cannot connect to "${this.remote}": closed with code ${closedWith ?? "unknown"}`);
-      }
-      const welcome = await new Promise<Welcome>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          link.close(new ProtocolError(`Handshake with "${this.remote}" timed out`), 1002);
-        }, s.handshakeTimeout);
-        const link = new Link(socket, {
-          onMessage: (m: Message) => {
-            clearTimeout(timer);
-            if (m.op !== OP_WELCOME) {
-              link.close(new ProtocolError(`Handshake with "${this.remote}" failed: expected welcome, got op ${m.op}`), 1002);
-              return;
-            }
-            try {
-              resolve(decodeWelcome(m.payload));
-              // The acceptor may send calls right after its welcome; keep them for adopt().
-              link.receiver = { onMessage: (early) => this.early.push(early), onClose: () => {} };
-            } catch (e) {
-              link.close(e instanceof GridError ? e : new ProtocolError("Bad welcome"), 1002);
-            }
-          },
-          onClose: (err) => {
-            clearTimeout(timer);
-            reject(err);
-          },
-        }, s.maxMessageBytes);
-        link.send({ op: OP_HELLO, flags: 0, mux: 0, seq: 0, deadline: 0, route: null, payload: encodeHandshake(hello) });
-        this.pendingLink = link;
-      });
-      const link = this.pendingLink!;
-      this.pendingLink = null;
-      if (!welcome.ok) {
-        const err = errorFromCode(welcome.code, `Handshake with "${this.remote}" refused: ${welcome.reason}`);
-        link.close(err, 1000);
-        throw err;
-      }
-      if (!(await this.owner.checkWelcome(this.remote, welcome, nonce))) {
-        const err = new UnauthorizedError(`Handshake with "${this.remote}" failed: its welcome is not signed with our secret`);
-        link.close(err, 1008);
-        throw err;
-      }
-      if (this.isClosed()) {
-        link.close(this.closedError());
-        throw this.closedError();
-      }
-      return { link, id: welcome.id, limits: { max: welcome.max, ping: welcome.ping } };
-    } finally {
-      this.dialSocket = null;
-    }
-  }
-
-  private pendingLink: Link | null = null;
-  private early: Message[] = [];
-
   /**
    * @internal Takes over an authenticated link. A previous link is dropped
    * (its calls fail). `onClosed` runs when this link closes.
    */
-  adopt(link: Link, remoteId: string, onClosed?: () => void, limits: PeerLimits = {}): void {
+  adopt(link: Link, remoteId: string, onClosed: (() => void) | undefined, limits: PeerLimits, early: Message[] = []): void {
     if (link.closed) {
-      this.early = [];
       onClosed?.();
       return;
     }
@@ -465,15 +432,19 @@ export class Connection {
       onClosed?.();
       return;
     }
-    const early = this.early;
-    this.early = [];
     const old = this.link;
     if (old !== null) old.close(new DisconnectedError(`Connection to "${this.remote}" replaced by a new one`), 1000);
     this.link = link;
     link.receiver = {
       onMessage: (m) => {
-        if (m.op < 16) this.callee.onMessage(m, link);
-        else this.caller.onMessage(m);
+        if (m.op >= 16) this.caller.onMessage(m);
+        else if (m.op === OP_REQUEST && this.callee.requestCount >= this.servedCap.requests) {
+          link.send(errorMessage(m.mux, "busy", `Cannot serve "${m.handler}": ${this.servedCap.requests} requests in service for this caller`));
+        } else if (m.op === OP_STREAM_OPEN && this.callee.streams.size >= this.servedCap.streams) {
+          link.send(errorMessage(m.mux, "busy", `Cannot serve "${m.handler}": ${this.servedCap.streams} streams in service for this caller`));
+        } else if (isHandshakeOp(m.op)) {
+          link.close(new ProtocolError(`Handshake op ${m.op} after the handshake`), 1002);
+        } else this.callee.onMessage(m, link);
       },
       onClose: (err) => {
         this.linkClosed(link, err);
@@ -482,8 +453,8 @@ export class Connection {
     };
     link.startPing(this.owner.settings.pingInterval);
     const s = this.owner.settings;
-    this.sendLimit = Math.min(s.maxMessageBytes, limits.max ?? s.maxMessageBytes);
-    this.remotePing = limits.ping ?? s.pingInterval;
+    this.sendLimit = Math.min(s.maxMessageBytes, limits.max);
+    this.remotePing = limits.ping;
     const restarted = this.remoteId !== null && this.remoteId !== remoteId;
     this.remoteId = remoteId;
     if (this.everUp) this.reconnectCount++;
@@ -544,15 +515,7 @@ export class Connection {
     this.tickTimer = undefined;
     const err = this.closedError();
     for (const w of [...this.waiters]) w.reject(err);
-    this.pendingLink?.close(err, 1001);
-    if (this.dialSocket !== null) {
-      try {
-        // 1000: a WHATWG client WebSocket throws on 1001 and would stay open.
-        this.dialSocket.close(1000, "Grid closed");
-      } catch {
-        // Never opened; nothing to close.
-      }
-    }
+    this.closing.abort(err);
     const link = this.link;
     if (link !== null) link.close(new DisconnectedError(`Connection to "${this.remote}" closed`), 1001);
     this.caller.failAll(err);

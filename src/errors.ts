@@ -16,7 +16,8 @@ export type GridErrorCode =
   | "too-large"
   | "protocol"
   | "unknown-host"
-  | "closed";
+  | "closed"
+  | "busy";
 
 /**
  * Base class of every wsgrid error.
@@ -203,6 +204,29 @@ export class ProtocolError extends GridError {
   }
 }
 
+/**
+ * The remote refused the call because a per-connection limit is reached (the
+ * calls or streams it serves at once for this caller): nothing ran, so the call
+ * may be retried after a backoff.
+ *
+ * @example
+ * ```ts
+ * import { BusyError } from "wsgrid";
+ * console.log(new BusyError("Too many requests in service").code); // "busy"
+ * ```
+ */
+export class BusyError extends GridError {
+  /**
+   * Creates the error.
+   *
+   * @param message which limit was reached
+   */
+  constructor(message: string) {
+    super("busy", message);
+    this.name = "BusyError";
+  }
+}
+
 /** Builds the error class matching a wire error code. */
 export function errorFromCode(code: string, message: string, remoteCode?: string): GridError {
   switch (code) {
@@ -220,6 +244,8 @@ export function errorFromCode(code: string, message: string, remoteCode?: string
       return new PayloadTooLargeError(message);
     case "protocol":
       return new ProtocolError(message);
+    case "busy":
+      return new BusyError(message);
     default:
       return new GridError(code, message);
   }

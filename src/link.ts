@@ -4,9 +4,20 @@
  * applies backpressure through the socket's `bufferedAmount`. A Connection owns
  * at most one Link at a time; a new socket means a new Link.
  *
+ * Until {@link Link.establish} (the handshake completed) a link accepts only
+ * small frames and hands every message, pings included, to its receiver,
+ * which allows the handshake's and nothing else: an unauthenticated socket
+ * gets no answer from the link itself.
+ *
+ * Memory is bounded: every queued byte counts against `maxQueuedBytes`
+ * (queues and the socket's `bufferedAmount`); callers that can wait do so
+ * ({@link Link.room}) past a quarter of it; past all of it, or when the socket
+ * wrote nothing for `writeTimeout` while data waited, the peer is not reading
+ * and the link is dropped.
+ *
  * @module
  */
-import { DisconnectedError, type GridError, ProtocolError } from "./errors.ts";
+import { DisconnectedError, type GridError, ProtocolError, TimeoutError } from "./errors.ts";
 import { decodeFrame, encodeFrame, type Message, messageSize, type OutMessage } from "./protocol/frame.ts";
 import { DEFAULT_LIMITS } from "./protocol/limits.ts";
 import { OP_PING, OP_PONG } from "./protocol/ops.ts";
@@ -33,6 +44,25 @@ interface BulkEntry {
   resolve: () => void;
   reject: (e: GridError) => void;
 }
+
+/** Limits of one link. */
+export interface LinkLimits {
+  /** Largest payload accepted once the link is established. */
+  readonly maxPayload: number;
+  /** Bytes the link may hold queued for the socket, its `bufferedAmount` included. */
+  readonly maxQueuedBytes: number;
+  /** Ms the socket may write nothing while data waits before the link is dropped. */
+  readonly writeTimeout: number;
+}
+
+interface RoomWaiter {
+  readonly bytes: number;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+/** WebSocket close code of a link dropped because its peer does not read (private range). */
+export const CLOSE_NOT_READING = 4001;
 
 const EMPTY = new Uint8Array(0);
 const NOOP = (): void => {};
@@ -70,14 +100,27 @@ export class Link {
   receiver: LinkReceiver;
   readonly counters: LinkCounters = { bytesIn: 0, bytesOut: 0, messagesIn: 0, messagesOut: 0, framesIn: 0, framesOut: 0 };
   closed = false;
+  /** The close code this side closed the socket with; 0 while open or when the other side closed it. */
+  closeCode = 0;
   rttMs: number | null = null;
-  private readonly maxPayload: number;
+  private readonly limits: LinkLimits;
+  /** Payload limit of incoming messages: small until established. */
+  private maxPayload: number = DEFAULT_LIMITS.handshakeFrameBytes;
+  /** The handshake completed: pings are answered, large frames accepted. */
+  established = false;
   /** `send` copies its bytes: every frame may use the scratch buffer, and stream data waits for writers. */
   private readonly copies: boolean;
   /** `send` keeps its bytes until written, and `bufferedAmount` tells when that is done. */
   private readonly keepsUntilWritten: boolean;
   private urgent: OutMessage[] = [];
   private urgentHead = 0;
+  private urgentBytes = 0;
+  /** The answer to the latest ping, not yet written: at most one is ever queued. */
+  private pong: OutMessage | null = null;
+  private roomWaiters: RoomWaiter[] = [];
+  /** When the socket was last seen writing (its `bufferedAmount` going down) while data waited. */
+  private progressAt = 0;
+  private lastBuffered = 0;
   private bulk: BulkEntry[] = [];
   private bulkHead = 0;
   private bulkBytes = 0;
@@ -92,10 +135,10 @@ export class Link {
   private lastPong = 0;
   private closeError: GridError | null = null;
 
-  constructor(socket: GridSocket, receiver: LinkReceiver, maxPayload: number) {
+  constructor(socket: GridSocket, receiver: LinkReceiver, limits: LinkLimits) {
     this.socket = socket;
     this.receiver = receiver;
-    this.maxPayload = maxPayload;
+    this.limits = limits;
     const sendBuffer = sendBufferOf(socket);
     this.copies = sendBuffer === "copies";
     this.keepsUntilWritten = sendBuffer === "until-written";
@@ -111,11 +154,77 @@ export class Link {
     });
   }
 
+  /** The handshake completed: accept full-size frames and answer pings from now on. */
+  establish(): void {
+    this.established = true;
+    this.maxPayload = this.limits.maxPayload;
+  }
+
   /** Queues a control or call message; it goes out before stream data. */
   send(m: OutMessage): void {
     if (this.closed) return;
     this.urgent.push(m);
+    this.urgentBytes += messageSize(m);
     if (!this.scheduled) this.schedule();
+    // Our queues grow only while the socket holds more than highWaterBytes: the cheap test first.
+    const max = this.limits.maxQueuedBytes;
+    if (this.urgentBytes + DEFAULT_LIMITS.highWaterBytes > max && this.queuedBytes > max) this.notReading();
+  }
+
+  /** Bytes queued here and in the socket. */
+  get queuedBytes(): number {
+    return this.urgentBytes + this.bulkBytes + this.socket.bufferedAmount;
+  }
+
+  /**
+   * Undefined when a message of `bytes` may be queued now; else a promise that
+   * resolves once it may (a quarter of `maxQueuedBytes` in use at most, or the
+   * queues empty), rejecting at `timeout` ms with a TimeoutError, when `signal`
+   * aborts with its reason, or with the link's error when it closes.
+   */
+  room(bytes: number, timeout: number, signal: AbortSignal | undefined, what: string): Promise<void> | undefined {
+    if (this.closed) return Promise.reject(this.closeError ?? new DisconnectedError("Connection closed"));
+    if (this.hasRoom(bytes)) return undefined;
+    return new Promise<void>((resolve, reject) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const onAbort = () => done(signal!.reason);
+      const done = (err?: unknown) => {
+        const i = this.roomWaiters.indexOf(w);
+        if (i < 0) return;
+        this.roomWaiters.splice(i, 1);
+        if (timer !== undefined) clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        if (err === undefined) resolve();
+        else reject(err);
+      };
+      const w: RoomWaiter = { bytes, resolve: () => done(), reject: (e) => done(e) };
+      this.roomWaiters.push(w);
+      if (Number.isFinite(timeout)) {
+        timer = setTimeout(() => {
+          done(new TimeoutError(`${what} timed out after ${timeout} ms waiting for the peer to read (${this.queuedBytes} bytes queued)`));
+        }, timeout);
+      }
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.waitDrain();
+    });
+  }
+
+  private hasRoom(bytes: number): boolean {
+    const queued = this.queuedBytes;
+    return queued === 0 || queued + bytes <= this.limits.maxQueuedBytes / 4;
+  }
+
+  /** Lets waiting callers go, oldest first, while there is room. */
+  private wakeRoom(): void {
+    while (this.roomWaiters.length > 0 && this.hasRoom(this.roomWaiters[0].bytes)) this.roomWaiters[0].resolve();
+  }
+
+  /** Drops the link: its peer does not read what it is sent. */
+  private notReading(): void {
+    this.close(
+      new DisconnectedError(`Connection dropped: the peer does not read (${this.queuedBytes} bytes queued)`),
+      CLOSE_NOT_READING,
+    );
   }
 
   /**
@@ -172,14 +281,10 @@ export class Link {
     this.writeQueued();
   }
 
-  /** Bytes queued here and in the socket. */
-  get pending(): number {
-    return this.socket.bufferedAmount;
-  }
-
   /** Closes the socket and reports `err` to the receiver (once). */
   close(err: GridError, code = 1000): void {
     if (this.closed) return;
+    this.closeCode = code;
     this.shutdown(err);
     try {
       this.socket.close(code, err.message.slice(0, 120));
@@ -211,22 +316,32 @@ export class Link {
     const socket = this.socket;
     const limitBytes = DEFAULT_LIMITS.batchBytes;
     const limitMsgs = DEFAULT_LIMITS.batchMessages;
-    while (this.urgentHead < this.urgent.length || this.bulkHead < this.bulk.length) {
+    while (this.pong !== null || this.urgentHead < this.urgent.length || this.bulkHead < this.bulk.length) {
       const buffered = socket.bufferedAmount;
       const bulkOk = buffered <= DEFAULT_LIMITS.bulkHighWaterBytes;
-      if (buffered > DEFAULT_LIMITS.highWaterBytes || (!bulkOk && this.urgentHead === this.urgent.length)) {
+      if (
+        buffered > DEFAULT_LIMITS.highWaterBytes ||
+        (!bulkOk && this.pong === null && this.urgentHead === this.urgent.length)
+      ) {
         this.waitDrain();
         return;
       }
       const batch = this.batch;
       let count = 0;
       let size = 0;
+      const urgentStart = this.urgentHead;
+      if (this.pong !== null) {
+        batch[count++] = this.pong;
+        size += messageSize(this.pong);
+        this.pong = null;
+      }
       while (this.urgentHead < this.urgent.length && count < limitMsgs) {
         const m = this.urgent[this.urgentHead];
         const s = messageSize(m);
         if (count > 0 && size + s > limitBytes) break;
         batch[count++] = m;
         size += s;
+        this.urgentBytes -= s;
         this.urgentHead++;
       }
       const bulkStart = this.bulkHead;
@@ -249,6 +364,9 @@ export class Link {
       try {
         socket.send(frame);
       } catch (e) {
+        // The frame's stream data was never handed over: its writers are rejected by shutdown.
+        this.bulkHead = bulkStart;
+        this.urgentHead = urgentStart;
         this.shutdown(new DisconnectedError("Cannot send: socket is closed", { cause: e }));
         return;
       }
@@ -261,9 +379,15 @@ export class Link {
     }
     this.urgent = [];
     this.urgentHead = 0;
+    this.urgentBytes = 0;
     this.bulk = [];
     this.bulkHead = 0;
     this.bulkBytes = 0;
+    this.progressAt = 0;
+    if (this.roomWaiters.length > 0) {
+      this.wakeRoom();
+      if (this.roomWaiters.length > 0) this.waitDrain();
+    }
   }
 
   /**
@@ -300,11 +424,30 @@ export class Link {
     return false;
   }
 
+  /**
+   * Polls until the socket drains. Data waits meanwhile: when the socket's
+   * `bufferedAmount` has not gone down for `writeTimeout`, the peer stopped
+   * reading and the link is dropped (MinIO's grid puts a write deadline on its
+   * socket the same way).
+   */
   private waitDrain(): void {
-    if (this.drainTimer !== undefined) return;
+    if (this.drainTimer !== undefined || this.closed) return;
+    const now = performance.now();
+    const buffered = this.socket.bufferedAmount;
+    if (this.progressAt === 0 || buffered < this.lastBuffered) this.progressAt = now;
+    this.lastBuffered = buffered;
+    if (buffered > 0 && now - this.progressAt > this.limits.writeTimeout) {
+      this.close(
+        new DisconnectedError(`Connection dropped: nothing written for ${Math.round(now - this.progressAt)} ms (${buffered} bytes buffered)`),
+        CLOSE_NOT_READING,
+      );
+      return;
+    }
     this.drainTimer = setTimeout(() => {
       this.drainTimer = undefined;
+      this.wakeRoom();
       this.flush();
+      if (this.roomWaiters.length > 0) this.waitDrain();
     }, DRAIN_POLL_MS);
   }
 
@@ -316,6 +459,15 @@ export class Link {
     else if (ArrayBuffer.isView(data)) frame = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     else {
       this.close(new ProtocolError("Cannot decode frame: text frames are not part of the protocol"), 1003);
+      return;
+    }
+    if (!this.established && frame.length > DEFAULT_LIMITS.handshakeFrameBytes) {
+      this.close(
+        new ProtocolError(
+          `Cannot decode frame: ${frame.length} bytes before the handshake completed (at most ${DEFAULT_LIMITS.handshakeFrameBytes})`,
+        ),
+        1009,
+      );
       return;
     }
     let msgs: Message[];
@@ -331,8 +483,16 @@ export class Link {
     c.bytesIn += frame.length;
     for (let i = 0; i < msgs.length && !this.closed; i++) {
       const m = msgs[i];
-      if (m.op === OP_PING) {
-        this.send({ op: OP_PONG, flags: 0, mux: 0, seq: 0, deadline: 0, route: null, payload: m.payload.slice() });
+      if (!this.established) {
+        this.deliver(m);
+      } else if (m.op === OP_PING) {
+        if (m.payload.length > DEFAULT_LIMITS.maxPingBytes) {
+          this.close(new ProtocolError(`Cannot decode ping: payload of ${m.payload.length} bytes (at most ${DEFAULT_LIMITS.maxPingBytes})`), 1002);
+          return;
+        }
+        // A later ping replaces an unwritten answer: a peer that pings without reading queues one pong at most.
+        this.pong = { op: OP_PONG, flags: 0, mux: 0, seq: 0, deadline: 0, route: null, payload: m.payload.slice() };
+        if (!this.scheduled) this.schedule();
       } else if (m.op === OP_PONG) {
         this.lastPong = performance.now();
         if (m.payload.length === 8) {
@@ -341,15 +501,19 @@ export class Link {
           if (rtt >= 0 && rtt < 3_600_000) this.rttMs = Math.round(rtt * 1000) / 1000;
         }
       } else {
-        try {
-          this.receiver.onMessage(m);
-        } catch (e) {
-          this.close(
-            e instanceof ProtocolError ? e : new ProtocolError(`Cannot handle message: ${String(e)}`, { cause: e }),
-            1002,
-          );
-        }
+        this.deliver(m);
       }
+    }
+  }
+
+  private deliver(m: Message): void {
+    try {
+      this.receiver.onMessage(m);
+    } catch (e) {
+      this.close(
+        e instanceof ProtocolError ? e : new ProtocolError(`Cannot handle message: ${String(e)}`, { cause: e }),
+        1002,
+      );
     }
   }
 
@@ -365,7 +529,9 @@ export class Link {
     for (let i = this.bulkHead; i < bulk.length; i++) bulk[i].reject(err);
     this.urgent = [];
     this.bulk = [];
-    this.urgentHead = this.bulkHead = this.bulkBytes = 0;
+    this.pong = null;
+    this.urgentHead = this.bulkHead = this.bulkBytes = this.urgentBytes = 0;
+    for (const w of [...this.roomWaiters]) w.reject(err);
     this.receiver.onClose(err);
   }
 }

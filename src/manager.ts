@@ -5,25 +5,23 @@
  *
  * @module
  */
-import { Acceptor } from "./accept.ts";
+import { Acceptor } from "./auth/acceptor.ts";
+import type { DialCredentials } from "./auth/dialer.ts";
 import { Connection, type ConnectionSettings } from "./connection.ts";
 import { GridError } from "./errors.ts";
 import type { SingleDefinition, StreamDefinition } from "./handlers/define.ts";
 import { HandlerRegistry, RAW_STREAM_CODECS, type StreamEntry } from "./handlers/registry.ts";
 import {
-  type Hello,
-  helloSigningText,
   type HmacKey,
   importSecret,
   randomId,
-  sign,
-  verify,
-  type Welcome,
-  welcomeSigningText,
-} from "./protocol/handshake.ts";
+  signTranscript,
+  type Transcript,
+  verifyTranscript,
+} from "./auth/handshake.ts";
 import { DEFAULT_LIMITS } from "./protocol/limits.ts";
 import { PROTOCOL_VERSION } from "./protocol/ops.ts";
-import type { AcceptInfo, GridSocket, SocketAcceptor } from "./socket.ts";
+import type { AcceptInfo, DialLimits, GridSocket, SocketAcceptor } from "./socket.ts";
 import { HandlerStatsTable } from "./stats/handler_stats.ts";
 import { shouldDial } from "./dial_rule.ts";
 import type {
@@ -54,6 +52,23 @@ export interface AdminOptions {
    * @default 20
    */
   maxHandshakesPerSecond?: number;
+  /**
+   * Admin handshakes in progress at once, a pool apart from the peers'; more
+   * are closed with 1013.
+   * @default 8
+   */
+  maxConcurrentHandshakes?: number;
+  /**
+   * Requests one admin client may have served at once; more are refused with
+   * `BusyError` (code "busy").
+   * @default 64
+   */
+  maxServedRequests?: number;
+  /**
+   * Streams one admin client may have served at once (`grid.watch` included).
+   * @default 16
+   */
+  maxServedStreams?: number;
 }
 
 /** Options of {@link Manager}. */
@@ -101,6 +116,42 @@ export interface ManagerOptions {
    * @default 10000
    */
   handshakeTimeout?: number;
+  /**
+   * Time an accepted socket has to send its hello (and, later, its proof), ms.
+   * Short, so that idle sockets cannot hold handshake slots.
+   * @default 2000
+   */
+  helloTimeout?: number;
+  /**
+   * Handshakes in progress at once from one remote address; more are closed with 1013.
+   * @default 8
+   */
+  maxHandshakesPerAddress?: number;
+  /**
+   * Bytes one connection may hold queued for its socket (its queues and the
+   * socket's buffer). Calls wait while a quarter of it is in use; past all of
+   * it the peer is not reading and the connection is dropped.
+   * @default 33554432
+   */
+  maxQueuedBytes?: number;
+  /**
+   * A connection whose socket wrote nothing for this long while data waited is
+   * dropped (the peer stopped reading), ms.
+   * @default 4000
+   */
+  writeTimeout?: number;
+  /**
+   * Requests one peer may have served at once on its connection; more are
+   * refused with `BusyError` (code "busy", retryable).
+   * @default 4096
+   */
+  maxServedRequests?: number;
+  /**
+   * Streams one peer may have served at once on its connection; more are
+   * refused with `BusyError`.
+   * @default 1024
+   */
+  maxServedStreams?: number;
   /**
    * Opens outgoing sockets; defaults to the server adapter's dialer (on Deno
    * wsgrid's own client with TCP_NODELAY, on Node the `ws` client) or else
@@ -169,10 +220,15 @@ export class Manager extends EventTarget implements SocketAcceptor {
   private readonly adminConnections = new Set<Connection>();
   private readonly acceptor: Acceptor;
   private readonly webSocketFactory: ((url: string) => GridSocket) | undefined;
-  private adapterDialer: ((url: string) => GridSocket) | undefined;
+  private adapterDialer: ((url: string, limits: DialLimits) => GridSocket) | undefined;
   private dialTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly started = performance.now();
   private closed = false;
+  private readonly rejected: Record<string, number> = {};
+  /** @internal How this node proves itself when it dials a peer. */
+  readonly credentials: DialCredentials;
+  /** @internal A peer's refusal is unauthenticated: it never fails waiting calls. */
+  readonly refusalsFailCalls = false;
 
   /**
    * Creates this node's side of the grid and starts dialing the hosts it should dial (in a
@@ -207,9 +263,24 @@ export class Manager extends EventTarget implements SocketAcceptor {
       pingInterval: positive("pingInterval", options.pingInterval, DEFAULT_LIMITS.pingInterval),
       maxMessageBytes: positive("maxMessageBytes", options.maxMessageBytes, DEFAULT_LIMITS.maxMessageBytes),
       handshakeTimeout: positive("handshakeTimeout", options.handshakeTimeout, DEFAULT_LIMITS.handshakeTimeout),
+      helloTimeout: positive("helloTimeout", options.helloTimeout, DEFAULT_LIMITS.helloTimeout),
       backoffBase: positive("backoff.base", options.backoff?.base, DEFAULT_LIMITS.backoffBase),
       backoffCap: positive("backoff.cap", options.backoff?.cap, DEFAULT_LIMITS.backoffCap),
+      maxQueuedBytes: positive("maxQueuedBytes", options.maxQueuedBytes, DEFAULT_LIMITS.maxQueuedBytes),
+      writeTimeout: positive("writeTimeout", options.writeTimeout, DEFAULT_LIMITS.writeTimeout),
+      served: {
+        requests: positive("maxServedRequests", options.maxServedRequests, DEFAULT_LIMITS.maxServedRequests),
+        streams: positive("maxServedStreams", options.maxServedStreams, DEFAULT_LIMITS.maxServedStreams),
+      },
+      adminServed: {
+        requests: positive("admin.maxServedRequests", options.admin?.maxServedRequests, DEFAULT_LIMITS.maxAdminServedRequests),
+        streams: positive("admin.maxServedStreams", options.admin?.maxServedStreams, DEFAULT_LIMITS.maxAdminServedStreams),
+      },
     };
+    const minQueue = 2 * (this.settings.maxMessageBytes + 1024);
+    if (this.settings.maxQueuedBytes < minQueue) {
+      throw new RangeError(`Cannot create Manager: option "maxQueuedBytes" must be at least twice maxMessageBytes (${minQueue})`);
+    }
     const maxHandshakes = positive(
       "maxConcurrentHandshakes",
       options.maxConcurrentHandshakes,
@@ -218,6 +289,25 @@ export class Manager extends EventTarget implements SocketAcceptor {
     this.webSocketFactory = options.webSocket;
     this.key = importSecret(secret);
     this.key.catch(() => {});
+    const settings = this.settings;
+    const key = this.key;
+    this.credentials = {
+      hello: (remote, nonce) => ({
+        kind: "peer",
+        v: PROTOCOL_VERSION,
+        from: local,
+        to: remote,
+        id: this.instanceId,
+        nonce,
+        max: settings.maxMessageBytes,
+        ping: settings.pingInterval,
+      }),
+      prove: async (t: Transcript, welcomeMac: string) => {
+        const k = await key;
+        if (!(await verifyTranscript(k, "acceptor", t, welcomeMac))) return null;
+        return await signTranscript(k, "dialer", t);
+      },
+    };
     const admin = options.admin;
     this.acceptor = new Acceptor({
       local,
@@ -225,7 +315,12 @@ export class Manager extends EventTarget implements SocketAcceptor {
       settings: this.settings,
       key: this.key,
       admin,
-      maxHandshakes,
+      admission: {
+        maxHandshakes,
+        maxAdminHandshakes: positive("admin.maxConcurrentHandshakes", admin?.maxConcurrentHandshakes, DEFAULT_LIMITS.maxAdminHandshakes),
+        perAddress: positive("maxHandshakesPerAddress", options.maxHandshakesPerAddress, DEFAULT_LIMITS.maxHandshakesPerAddress),
+      },
+      countRejected: (reason) => this.countRejected(reason),
       isClosed: () => this.closed,
       peer: (host) => this.connections.get(host),
       openAdmin: () => {
@@ -254,7 +349,7 @@ export class Manager extends EventTarget implements SocketAcceptor {
   }
 
   /** @internal See {@link SocketAcceptor.useDialer}. */
-  useDialer(open: (url: string) => GridSocket): void {
+  useDialer(open: (url: string, limits: DialLimits) => GridSocket): void {
     this.adapterDialer = open;
   }
 
@@ -411,6 +506,7 @@ export class Manager extends EventTarget implements SocketAcceptor {
       connections,
       handlers: this.handlerStats.snapshot(),
       admin: { connections: this.adminConnections.size },
+      rejectedHandshakes: { ...this.rejected },
     };
   }
 
@@ -434,23 +530,16 @@ export class Manager extends EventTarget implements SocketAcceptor {
 
   // --- ConnectionOwner -------------------------------------------------------
 
-  /** @internal */
-  async makeHello(remote: string, nonce: string): Promise<Hello> {
-    const h = { kind: "peer" as const, v: PROTOCOL_VERSION, from: this.local, to: remote, id: this.instanceId, t: Date.now(), nonce };
-    const limits = { max: this.settings.maxMessageBytes, ping: this.settings.pingInterval };
-    return { ...h, mac: await sign(await this.key, helloSigningText(h)), ...limits };
-  }
-
-  /** @internal */
-  async checkWelcome(remote: string, w: Welcome, nonce: string): Promise<boolean> {
-    if (w.from !== remote) return false;
-    return await verify(await this.key, welcomeSigningText(w, nonce), w.mac);
+  /** @internal Counts a refused or failed handshake (stats `rejectedHandshakes`). */
+  countRejected(reason: string): void {
+    this.rejected[reason] = (this.rejected[reason] ?? 0) + 1;
   }
 
   /** @internal */
   openSocket(url: string): GridSocket {
-    const open = this.webSocketFactory ?? this.adapterDialer;
-    if (open !== undefined) return open(url);
+    if (this.webSocketFactory !== undefined) return this.webSocketFactory(url);
+    if (this.adapterDialer !== undefined) return this.adapterDialer(url, { maxFrameBytes: this.maxFrameBytes });
+    // The global WebSocket has no message size limit to set: only the Link's checks apply.
     return new WebSocket(url) as GridSocket;
   }
 
@@ -465,7 +554,7 @@ export class Manager extends EventTarget implements SocketAcceptor {
   /**
    * @internal Called by server adapters for each upgraded socket on `path`.
    */
-  acceptSocket(socket: GridSocket, _info?: AcceptInfo): void {
-    this.acceptor.accept(socket);
+  acceptSocket(socket: GridSocket, info?: AcceptInfo): void {
+    this.acceptor.accept(socket, info);
   }
 }

@@ -108,5 +108,14 @@ export interface SocketAcceptor {
    * it receives, which under a stream keeps V8 in full collections). A
    * `webSocket` factory given in the Manager options wins over this one.
    */
-  useDialer?(open: (url: string) => GridSocket): void;
+  useDialer?(open: (url: string, limits: DialLimits) => GridSocket): void;
+}
+
+/** What a dialer is told about the socket it opens. */
+export interface DialLimits {
+  /**
+   * The largest WebSocket message the other side may legitimately send: a
+   * dialer that can refuses a larger one (close 1009) before buffering it.
+   */
+  readonly maxFrameBytes: number;
 }

@@ -146,4 +146,12 @@ export interface GridStats {
   handlers: Record<string, HandlerStats>;
   /** Read-only (admin) clients connected now. */
   admin: { connections: number };
+  /**
+   * Handshakes that failed, by reason: on the accepting side `timeout`,
+   * `evicted`, `address-limit`, `unexpected-op`, `oversize`, `malformed`,
+   * `version`, `unknown-host`, `wrong-target`, `dial-rule`, `bad-mac`,
+   * `bad-token`, `admin-busy`, `admin-rate`, `admin-connections`, `closed`;
+   * on the dialing side `dial-bad-mac` and `dial-refused-<code>`.
+   */
+  rejectedHandshakes: Record<string, number>;
 }

@@ -250,7 +250,7 @@ describe("frame decoding rejects malformed frames with ProtocolError", () => {
   });
 
   it("an unknown op", () => {
-    for (const op of [0, 12, 13, 14, 15, 23, 64, 128, 255]) {
+    for (const op of [0, 14, 15, 23, 64, 128, 255]) {
       assert.equal(OP_NAMES[op], undefined);
       assertProtocolError(header(op, 0, 1, 0, 0, 0));
       assertProtocolError([...ping, ...header(op, 0, 1, 0, 0, 0)]);

@@ -14,11 +14,16 @@ import { ProtocolError } from "../src/errors.ts";
 import { decodeFrame, encodeFrame, encodeRoute, type Message, messageSize, type OutMessage } from "../src/protocol/frame.ts";
 import {
   decodeHello,
+  decodeProof,
+  decodeReady,
   decodeWelcome,
   encodeHandshake,
   type Hello,
+  type Proof,
+  type Ready,
+  refusedWelcome,
   type Welcome,
-} from "../src/protocol/handshake.ts";
+} from "../src/auth/handshake.ts";
 import { DEFAULT_LIMITS, HEADER_BYTES } from "../src/protocol/limits.ts";
 import { KNOWN_FLAGS, OP_NAMES, opHasRoute, PROTOCOL_VERSION } from "../src/protocol/ops.ts";
 
@@ -327,8 +332,10 @@ describe(`decodeFrame fuzz (seed ${SEED})`, () => {
 // --- handshake payloads ------------------------------------------------------
 
 function validHello(r: Rng): Hello {
+  const max = 1 + r.int(1 << 24);
+  const ping = 1 + r.int(60_000);
   if (r.chance(0.3)) {
-    return { kind: "admin", v: PROTOCOL_VERSION, token: randomName(r, true), t: Date.now(), nonce: hex(r.bytes(16)) };
+    return { kind: "admin", v: PROTOCOL_VERSION, token: randomName(r, true), nonce: hex(r.bytes(32)), max, ping };
   }
   return {
     kind: "peer",
@@ -336,27 +343,36 @@ function validHello(r: Rng): Hello {
     from: "ws://127.0.0.1:9000",
     to: "ws://127.0.0.1:9001",
     id: hex(r.bytes(16)),
-    t: Date.now(),
-    nonce: hex(r.bytes(16)),
-    mac: hex(r.bytes(32)),
+    nonce: hex(r.bytes(32)),
+    max,
+    ping,
   };
 }
 
 function validWelcome(r: Rng): Welcome {
-  const ok = r.chance(0.5);
+  if (r.chance(0.5)) return refusedWelcome(PROTOCOL_VERSION, r.pick(["unauthorized", "protocol"]), randomName(r, true));
   return {
-    ok,
+    ok: true,
     v: PROTOCOL_VERSION,
-    id: hex(r.bytes(16)),
     from: "ws://127.0.0.1:9001",
-    t: Date.now(),
-    mac: ok ? hex(r.bytes(32)) : "",
-    code: ok ? "" : r.pick(["unauthorized", "protocol"]),
-    reason: ok ? "" : randomName(r, true),
+    id: hex(r.bytes(16)),
+    nonce: hex(r.bytes(32)),
+    max: 1 + r.int(1 << 24),
+    ping: 1 + r.int(60_000),
+    mac: hex(r.bytes(32)),
+    code: "",
+    reason: "",
   };
 }
 
-const FIELD_NAMES = ["kind", "v", "from", "to", "id", "t", "nonce", "mac", "token", "ok", "code", "reason", "__proto__", "constructor"];
+function validProofOrReady(r: Rng): Proof | Ready {
+  if (r.chance(0.5)) return { mac: hex(r.bytes(32)) };
+  return r.chance(0.5) ? { ok: true, code: "", reason: "" } : { ok: false, code: "unauthorized", reason: randomName(r, true) };
+}
+
+const FIELD_NAMES = [
+  "kind", "v", "from", "to", "id", "nonce", "mac", "token", "ok", "code", "reason", "max", "ping", "__proto__", "constructor",
+];
 
 function randomValue(r: Rng, depth: number): unknown {
   switch (r.int(depth > 2 ? 8 : 11)) {
@@ -400,7 +416,8 @@ function handshakeInput(r: Rng): Uint8Array {
   const roll = r.int(10);
   if (roll === 0) return r.bytes(r.length(40, 400));
   if (roll === 1) return pack(randomValue(r, 0));
-  const base: Record<string, unknown> = { ...(r.chance(0.5) ? validHello(r) : validWelcome(r)) };
+  const roll2 = r.int(3);
+  const base: Record<string, unknown> = { ...(roll2 === 0 ? validHello(r) : roll2 === 1 ? validWelcome(r) : validProofOrReady(r)) };
   if (roll <= 4) {
     // one field replaced by a wrong-typed value, or removed
     const k = r.pick(Object.keys(base));
@@ -420,10 +437,15 @@ function handshakeInput(r: Rng): Uint8Array {
   return b;
 }
 
+function positiveInts(...ns: unknown[]): boolean {
+  return ns.every((n) => typeof n === "number" && Number.isSafeInteger(n) && n >= 1);
+}
+
 function checkHello(h: Hello): string | null {
-  const strings = h.kind === "peer" ? [h.from, h.to, h.id, h.nonce, h.mac] : h.kind === "admin" ? [h.token, h.nonce] : null;
+  const strings = h.kind === "peer" ? [h.from, h.to, h.id, h.nonce] : h.kind === "admin" ? [h.token, h.nonce] : null;
   if (strings === null) return `unknown kind ${String((h as { kind: unknown }).kind)}`;
-  if (typeof h.v !== "number" || typeof h.t !== "number") return "v or t is not a number";
+  if (!Number.isSafeInteger(h.v) || !positiveInts(h.max, h.ping)) return "v, max or ping is not a valid integer";
+  if (!/^[0-9a-f]{64}$/.test(h.nonce)) return "nonce is not 32 bytes of hex";
   for (const s of strings) {
     if (typeof s !== "string") return "a string field is not a string";
     if (s.length > 2048) return "a string field is longer than 2048";
@@ -433,7 +455,7 @@ function checkHello(h: Hello): string | null {
 
 function checkWelcome(w: Welcome): string | null {
   if (typeof w.ok !== "boolean") return "ok is not a boolean";
-  if (typeof w.v !== "number" || typeof w.t !== "number") return "v or t is not a number";
+  if (!Number.isSafeInteger(w.v) || !positiveInts(w.max, w.ping)) return "v, max or ping is not a valid integer";
   for (const s of [w.id, w.from, w.mac, w.code, w.reason]) {
     if (typeof s !== "string") return "a string field is not a string";
     if (s.length > 2048) return "a string field is longer than 2048";
@@ -441,8 +463,17 @@ function checkWelcome(w: Welcome): string | null {
   return null;
 }
 
+function checkProof(p: Proof): string | null {
+  return typeof p.mac === "string" && p.mac.length <= 2048 ? null : "mac is not a short string";
+}
+
+function checkReady(r: Ready): string | null {
+  if (typeof r.ok !== "boolean") return "ok is not a boolean";
+  return [r.code, r.reason].every((s) => typeof s === "string" && s.length <= 2048) ? null : "code or reason is not a short string";
+}
+
 describe(`handshake decoder fuzz (seed ${SEED})`, () => {
-  it(`decodeHello and decodeWelcome throw only ProtocolError on ${HANDSHAKES} inputs`, { timeout: CHUNK_TIMEOUT_MS }, () => {
+  it(`decodeHello, decodeWelcome, decodeProof and decodeReady throw only ProtocolError on ${HANDSHAKES} inputs`, { timeout: CHUNK_TIMEOUT_MS }, () => {
     const r = new Rng(chunkSeed(CHUNKS + 1));
     let accepted = 0;
     for (let i = 0; i < HANDSHAKES; i++) {
@@ -451,15 +482,17 @@ describe(`handshake decoder fuzz (seed ${SEED})`, () => {
       for (const [name, decode, check] of [
         ["decodeHello", decodeHello, checkHello],
         ["decodeWelcome", decodeWelcome, checkWelcome],
+        ["decodeProof", decodeProof, checkProof],
+        ["decodeReady", decodeReady, checkReady],
       ] as const) {
-        let v: Hello | Welcome;
+        let v: Hello | Welcome | Proof | Ready;
         try {
           v = decode(input);
         } catch (e) {
           if (!isProtocolError(e)) assert.fail(`${name} threw ${describeThrown(e)} ${where}`);
           continue;
         }
-        const problem = (check as (x: Hello | Welcome) => string | null)(v);
+        const problem = (check as (x: Hello | Welcome | Proof | Ready) => string | null)(v);
         if (problem !== null) assert.fail(`${name} accepted a bad payload: ${problem} ${where}`);
         accepted++;
       }
@@ -467,13 +500,15 @@ describe(`handshake decoder fuzz (seed ${SEED})`, () => {
     if (HANDSHAKES >= 1000) assert.ok(accepted > 0, "no handshake input decoded: the generator is broken");
   });
 
-  it("valid hellos and welcomes decode to what was encoded", () => {
+  it("valid hellos, welcomes, proofs and readies decode to what was encoded", () => {
     const r = new Rng(chunkSeed(CHUNKS + 2));
     for (let i = 0; i < 200; i++) {
       const h = validHello(r);
       assert.deepEqual(decodeHello(encodeHandshake(h)), h);
       const w = validWelcome(r);
       assert.deepEqual(decodeWelcome(encodeHandshake(w)), w);
+      const pr = validProofOrReady(r);
+      assert.deepEqual("mac" in pr ? decodeProof(encodeHandshake(pr)) : decodeReady(encodeHandshake(pr)), pr);
     }
   });
 });

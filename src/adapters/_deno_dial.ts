@@ -15,7 +15,7 @@
  * @module
  */
 
-import type { GridSocket, SocketCloseEvent, SocketMessageEvent } from "../socket.ts";
+import type { DialLimits, GridSocket, SocketCloseEvent, SocketMessageEvent } from "../socket.ts";
 
 /** The slice of a `Deno.Conn` used here. */
 interface DenoConn {
@@ -31,7 +31,7 @@ interface DenoNet {
 }
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-/** Largest frame accepted from the server (as the `ws` client's default `maxPayload`). */
+/** Largest frame accepted from the server unless the dialer says otherwise. */
 const MAX_FRAME_BYTES = 100 << 20;
 /** Largest HTTP response head accepted in the handshake. */
 const MAX_HEAD_BYTES = 16 << 10;
@@ -45,8 +45,8 @@ const decoder = new TextDecoder();
 type Listener = (ev: never) => void;
 
 /** Opens `url` (ws:// or wss://) with {@link DenoClientSocket}. */
-export function denoDial(url: string): GridSocket {
-  return new DenoClientSocket(url);
+export function denoDial(url: string, limits?: DialLimits): GridSocket {
+  return new DenoClientSocket(url, { maxFrameBytes: limits?.maxFrameBytes });
 }
 
 /**
@@ -67,6 +67,8 @@ export class DenoClientSocket implements GridSocket {
   private closeSent = false;
   private closeTimer: ReturnType<typeof setTimeout> | undefined;
   private finished = false;
+  /** Largest message accepted: a larger frame or message closes with 1009 before it is buffered. */
+  private readonly maxFrameBytes: number;
   private readonly listeners: Record<string, Listener[]> = { open: [], message: [], close: [], error: [] };
 
   /**
@@ -74,9 +76,10 @@ export class DenoClientSocket implements GridSocket {
    *
    * @param url a ws:// or wss:// URL
    * @param opts `caCerts`: PEM certificates to trust for wss:// besides Deno's
-   *   own roots (and `DENO_CERT`)
+   *   own roots (and `DENO_CERT`); `maxFrameBytes`: the largest message accepted
    */
-  constructor(url: string, opts: { caCerts?: string[] } = {}) {
+  constructor(url: string, opts: { caCerts?: string[]; maxFrameBytes?: number } = {}) {
+    this.maxFrameBytes = opts.maxFrameBytes ?? MAX_FRAME_BYTES;
     void this.run(new URL(url), opts.caCerts);
   }
 
@@ -211,7 +214,7 @@ export class DenoClientSocket implements GridSocket {
     for (;;) {
       const f = parseHeader(buf, at);
       if (f === null) return at;
-      if (f.length > MAX_FRAME_BYTES) return this.fail(1009, `frame of ${f.length} bytes is too large`);
+      if (f.length > this.maxFrameBytes) return this.fail(1009, `frame of ${f.length} bytes is too large`);
       if (buf.length - f.payloadAt < f.length) return at;
       const payload = buf.subarray(f.payloadAt, f.payloadAt + f.length);
       at = f.payloadAt + f.length;
@@ -239,7 +242,7 @@ export class DenoClientSocket implements GridSocket {
       // A copy of its own: `buf` may be the reused read buffer.
       parts.push(payload.slice());
       this.fragmentBytes += f.length;
-      if (this.fragmentBytes > MAX_FRAME_BYTES) return this.fail(1009, "message is too large");
+      if (this.fragmentBytes > this.maxFrameBytes) return this.fail(1009, "message is too large");
       if (!f.fin) continue;
       const data = parts.length === 1 ? parts[0] : concat(parts, this.fragmentBytes);
       const text = this.fragmentOpcode === 0x1;
@@ -255,7 +258,14 @@ export class DenoClientSocket implements GridSocket {
     const reason = payload.length > 2 ? decoder.decode(payload.subarray(2)) : "";
     if (!this.closeSent) this.sendClose(code === 1005 ? 1000 : code, "");
     this.readyState = 2;
-    // Let the close frame go out before the connection closes.
+    // Let the close frame go out before the connection closes, but not for longer than the grace:
+    // a server that stopped reading must not keep this socket open.
+    this.graceThenFinish(code, reason);
+  }
+
+  /** Finishes once the queued frames are written, or when the close grace ends. */
+  private graceThenFinish(code: number, reason: string): void {
+    this.closeTimer ??= setTimeout(() => this.finish(code, reason), CLOSE_GRACE_MS);
     void this.drained().then(() => this.finish(code, reason));
   }
 
@@ -263,7 +273,7 @@ export class DenoClientSocket implements GridSocket {
     this.emit("error", { message: `WebSocket protocol error: ${reason}` });
     if (!this.closeSent && this.readyState === 1) this.sendClose(code, reason);
     this.readyState = 2;
-    void this.drained().then(() => this.finish(code, reason));
+    this.graceThenFinish(code, reason);
     return -1;
   }
 

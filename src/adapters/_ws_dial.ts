@@ -15,11 +15,16 @@
  */
 
 import { WebSocket as WsClient } from "ws";
-import type { GridSocket } from "../socket.ts";
+import type { DialLimits, GridSocket } from "../socket.ts";
 
-/** Opens `url` with the `ws` client (no compression: frames are binary and mostly small). */
-export function wsDial(url: string): GridSocket {
-  return markWsSocket(new WsClient(url, { perMessageDeflate: false }));
+/**
+ * Opens `url` with the `ws` client (no compression: frames are binary and
+ * mostly small), refusing messages over `maxFrameBytes` before buffering them.
+ */
+export function wsDial(url: string, limits?: DialLimits): GridSocket {
+  // Left out rather than undefined: ws spreads its options over the defaults, and 0 means no limit.
+  const opts = limits === undefined ? { perMessageDeflate: false } : { perMessageDeflate: false, maxPayload: limits.maxFrameBytes };
+  return markWsSocket(new WsClient(url, opts));
 }
 
 /**

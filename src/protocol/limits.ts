@@ -34,8 +34,34 @@ export const DEFAULT_LIMITS = {
   maxConcurrentHandshakes: 32,
   /** A socket must complete its handshake within this many ms. */
   handshakeTimeout: 10_000,
-  /** Hellos whose time differs from ours by more than this are refused, ms. */
-  clockSkew: 60_000,
+  /** An accepted socket must send its hello within this many ms. */
+  helloTimeout: 2_000,
+  /** Largest frame before the handshake completes (every handshake message fits), bytes. */
+  handshakeFrameBytes: 4096,
+  /** Handshakes from one remote address at once; more are closed with 1013. */
+  maxHandshakesPerAddress: 8,
+  /** Admin (read-only client) handshakes at once, a pool apart from the peers'; more are closed with 1013. */
+  maxAdminHandshakes: 8,
+  /**
+   * Bytes a link may hold queued for the socket (its own queues and the socket's
+   * `bufferedAmount`). Callers wait while a quarter of it is used; past all of it
+   * the peer is not reading and the link is dropped.
+   */
+  maxQueuedBytes: 32 << 20,
+  /** A link whose socket wrote nothing for this long while data waited is dropped, ms. */
+  writeTimeout: 4_000,
+  /** Largest ping payload, bytes. */
+  maxPingBytes: 16,
+  /** Requests a peer may have served at once on one connection; more are refused with "busy". */
+  maxServedRequests: 4096,
+  /** Streams a peer may have served at once on one connection; more are refused with "busy". */
+  maxServedStreams: 1024,
+  /** Requests an admin client may have served at once. */
+  maxAdminServedRequests: 64,
+  /** Streams an admin client may have served at once. */
+  maxAdminServedStreams: 16,
+  /** Shortest `grid.watch` interval, ms. */
+  minWatchIntervalMs: 250,
   /** Reconnect backoff start, ms. */
   backoffBase: 100,
   /** Reconnect backoff cap, ms. */

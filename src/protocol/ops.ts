@@ -1,5 +1,5 @@
 /**
- * Wire opcodes and flags of protocol version 1 (see docs/PROTOCOL.md).
+ * Wire opcodes and flags of protocol version 2 (see docs/PROTOCOL.md).
  *
  * Calls are keyed by a mux id chosen by the caller. Ops sent by the caller are looked up
  * in the callee's table of calls it serves; ops sent by the callee are looked up in the
@@ -10,12 +10,16 @@
  */
 
 /** Protocol version exchanged in the handshake; bumped on any incompatible change. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** Handshake: first message of the dialing side (payload: msgpack hello). */
 export const OP_HELLO = 1;
-/** Handshake: the accepting side's answer (payload: msgpack welcome). */
+/** Handshake: the accepting side's challenge and proof, or refusal (payload: msgpack welcome). */
 export const OP_WELCOME = 2;
+/** Handshake: the dialing side's proof (payload: msgpack `{ mac }`). */
+export const OP_PROOF = 12;
+/** Handshake: the accepting side's last word, the link is up (payload: msgpack `{ ok, code, reason }`). */
+export const OP_READY = 13;
 /** Connection liveness probe; payload is the sender's clock as float64. */
 export const OP_PING = 3;
 /** Answer to OP_PING echoing its payload. */
@@ -55,7 +59,7 @@ export const OP_STREAM_PONG = 22;
 
 /** The message carries a route section (handler name and subroute). */
 export const FLAG_ROUTE = 1;
-/** Every flag bit protocol version 1 defines; others must be zero. */
+/** Every flag bit the protocol defines; others must be zero. */
 export const KNOWN_FLAGS = FLAG_ROUTE;
 
 /** Human-readable op names, for errors and debugging. */
@@ -71,6 +75,8 @@ export const OP_NAMES: Readonly<Record<number, string>> = {
   [OP_STREAM_REQ_END]: "stream-req-end",
   [OP_STREAM_RESP_CREDIT]: "stream-resp-credit",
   [OP_STREAM_PING]: "stream-ping",
+  [OP_PROOF]: "proof",
+  [OP_READY]: "ready",
   [OP_RESPONSE]: "response",
   [OP_ERROR]: "error",
   [OP_STREAM_ACK]: "stream-ack",
@@ -79,6 +85,11 @@ export const OP_NAMES: Readonly<Record<number, string>> = {
   [OP_STREAM_REQ_CREDIT]: "stream-req-credit",
   [OP_STREAM_PONG]: "stream-pong",
 };
+
+/** The ops of the handshake: legal before it completes, and only then. */
+export function isHandshakeOp(op: number): boolean {
+  return op === OP_HELLO || op === OP_WELCOME || op === OP_PROOF || op === OP_READY;
+}
 
 /** Ops that must carry a route section. */
 export function opHasRoute(op: number): boolean {
