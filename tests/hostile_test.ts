@@ -40,6 +40,7 @@ import {
   PROTOCOL_VERSION,
 } from "../src/protocol/ops.ts";
 import { decodeError } from "../src/mux/wire.ts";
+import { handshakeFrame, helloFrame, peerHello as anyPeerHello, proofFor as proofWith } from "./_handshake.ts";
 import { freePort } from "./_net.ts";
 import { withTimeout } from "./_wait.ts";
 
@@ -169,22 +170,12 @@ async function openRaw(url: string): Promise<Raw> {
   return r;
 }
 
-function handshakeFrame(op: number, h: Hello | Proof | Ready | Record<string, unknown>): Uint8Array<ArrayBuffer> {
-  return encodeMessage({ op, flags: 0, mux: 0, seq: 0, deadline: 0, route: null, payload: encodeHandshake(h as Hello) });
-}
-
-function helloFrame(h: Hello | Record<string, unknown>): Uint8Array<ArrayBuffer> {
-  return handshakeFrame(OP_HELLO, h);
-}
-
 function peerHello(from: string, to: string, fields: Partial<PeerHello> = {}): PeerHello {
-  return { kind: "peer", v: PROTOCOL_VERSION, from, to, id: randomId(), nonce: newChallenge(), max: MAX_BYTES, ping: 10_000, ...fields };
+  return anyPeerHello(from, to, { max: MAX_BYTES, ...fields });
 }
 
-/** The dialer's proof for `hello` answered by `welcome`, made with `secret`. */
-async function proofFor(hello: PeerHello, welcome: Welcome, secret = SECRET): Promise<Uint8Array<ArrayBuffer>> {
-  const mac = await signTranscript(await importSecret(secret), "dialer", { v: PROTOCOL_VERSION, hello, welcome });
-  return handshakeFrame(OP_PROOF, { mac });
+function proofFor(hello: PeerHello, welcome: Welcome, secret = SECRET): Promise<Uint8Array<ArrayBuffer>> {
+  return proofWith(hello, welcome, secret);
 }
 
 /** The next handshake message of `op` on `raw`, or null when it closed first. */

@@ -60,3 +60,13 @@ export function activeResources(): number | null {
 export function mb(bytes: number): number {
   return Math.round(bytes / 1e5) / 10;
 }
+
+/**
+ * Heap plus memory outside it (`external`: array buffers, which is where queued frames live),
+ * in bytes, after full GCs when available.
+ */
+export async function memoryUsed(): Promise<number> {
+  await heapUsed();
+  const m = process.memoryUsage() as { heapUsed: number; external?: number };
+  return m.heapUsed + (m.external ?? 0);
+}
