@@ -77,7 +77,12 @@ function validatedResponses(
       }
     },
     close: () => writer.close(),
-    abort: (reason) => writer.abort(reason),
+    abort: (reason) => {
+      // Writes still queued are dropped by the abort and never reach write().
+      pending = 0;
+      idle?.();
+      return writer.abort(reason);
+    },
   }, {
     highWaterMark: 1,
     size: () => {
