@@ -48,7 +48,9 @@ export async function serveWithApp(g: Manager, app: AppHandler, port: number): P
   }
   const { attachNode } = await import("../src/adapters/node.ts");
   const server = createHttpServer(async (req: IncomingMessage, res: ServerResponse) => {
-    const r = app(new Request(`http://${req.headers.host}${req.url}`, { method: req.method }));
+    const headers = new Headers();
+    for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(", ") : v);
+    const r = app(new Request(`http://${req.headers.host}${req.url}`, { method: req.method, headers }));
     if (r === undefined) return void res.writeHead(404).end();
     res.writeHead(r.status, Object.fromEntries(r.headers));
     res.end(new Uint8Array(await r.arrayBuffer()));

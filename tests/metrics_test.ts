@@ -8,10 +8,16 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { type GridStats, Manager } from "../mod.ts";
 import { detectRuntime } from "../src/adapters/serve.ts";
-import { escapeLabelValue, metricsHandler, PROMETHEUS_CONTENT_TYPE, renderMetrics } from "../src/metrics/mod.ts";
+import {
+  escapeLabelValue,
+  metricsHandler,
+  OPENMETRICS_CONTENT_TYPE,
+  PROMETHEUS_CONTENT_TYPE,
+  renderMetrics,
+} from "../src/metrics/mod.ts";
 import { LATENCY_BOUNDS_MS } from "../src/stats/histogram.ts";
 import { freePorts } from "./_net.ts";
-import { find, parseExposition } from "./_prom_text.ts";
+import { familyOf, find, parseExposition } from "./_prom_text.ts";
 import { serveWithApp } from "./_serve_app.ts";
 
 const runtime = detectRuntime();
@@ -78,12 +84,7 @@ describe("renderMetrics", () => {
       else assert.doesNotMatch(name, /_total$/, name);
       assert.doesNotMatch(name, /_(ms|milliseconds|kb)$/, name);
     }
-    for (const s of e.samples) {
-      const family = s.name.replace(/_(bucket|sum|count)$/, "");
-      const type = e.type.get(s.name) ?? e.type.get(family);
-      assert.ok(type !== undefined, `${s.name} has a TYPE line`);
-      if (s.name !== family) assert.equal(type, "histogram", s.name);
-    }
+    for (const s of e.samples) assert.ok(familyOf(e, s.name) !== undefined, `${s.name} has a TYPE line`);
     assert.equal(find(e, "wsgrid_node_info")[0].labels.instance_id, "abc123");
     assert.equal(find(e, "wsgrid_uptime_seconds")[0].value, 12.345);
     assert.equal(find(e, "wsgrid_admin_connections")[0].value, 1);
@@ -133,6 +134,25 @@ describe("renderMetrics", () => {
     assert.equal(buckets.at(-1)!.value, 6);
     assert.equal(find(e, "wsgrid_handler_duration_seconds_count", { handler: HOSTILE })[0].value, 6);
     assert.equal(find(e, "wsgrid_handler_duration_seconds_sum", { handler: HOSTILE })[0].value, 0.0755);
+  });
+
+  it("renders OpenMetrics: counter and info families without their sample suffix, UNIT lines, # EOF", () => {
+    const om = parseExposition(renderMetrics(stats(), { format: "openmetrics" }));
+    const prom = parseExposition(renderMetrics(stats()));
+    assert.equal(om.openMetrics, true);
+    assert.equal(prom.openMetrics, false);
+    assert.deepEqual(om.samples, prom.samples, "the same samples in both formats");
+    assert.equal(om.type.get("wsgrid_handler_calls"), "counter");
+    assert.equal(om.type.has("wsgrid_handler_calls_total"), false);
+    assert.equal(om.type.get("wsgrid_node"), "info");
+    assert.equal(prom.type.get("wsgrid_node_info"), "gauge");
+    assert.equal(om.unit.get("wsgrid_handler_duration_seconds"), "seconds");
+    assert.equal(om.unit.get("wsgrid_connection_sent_bytes"), "bytes");
+    for (const [family, unit] of om.unit) assert.ok(family.endsWith(`_${unit}`), family);
+    for (const s of om.samples) assert.ok(familyOf(om, s.name) !== undefined, `${s.name} has a TYPE line`);
+    for (const [family, type] of om.type) {
+      assert.equal(om.help.get(family), prom.help.get(type === "counter" ? `${family}_total` : type === "info" ? `${family}_info` : family));
+    }
   });
 
   it("renders rejected handshakes by reason when the stats carry them, and the empty family otherwise", () => {
@@ -212,6 +232,18 @@ describe("metricsHandler", () => {
     for (const p of ["/", "/grid/v1", "/metrics/x", "/metricsx"]) assert.equal(get(p), undefined, p);
     const custom = metricsHandler(grid, { path: "/internal/prom" });
     assert.equal(custom(new Request("http://127.0.0.1:9000/internal/prom"))!.status, 200);
+  });
+
+  it("answers in OpenMetrics when the Accept header offers it, as Prometheus does", async () => {
+    const h = metricsHandler(grid);
+    const accept = (a: string) => h(new Request("http://127.0.0.1:9000/metrics", { headers: { accept: a } }))!;
+    const prometheusDefault =
+      "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    const om = accept(prometheusDefault);
+    assert.equal(om.headers.get("content-type"), OPENMETRICS_CONTENT_TYPE);
+    assert.equal(await om.text(), renderMetrics(stats(), { format: "openmetrics" }));
+    assert.equal(accept("text/plain;version=0.0.4").headers.get("content-type"), PROMETHEUS_CONTENT_TYPE);
+    assert.equal(accept("application/openmetrics-text;q=0, text/plain").headers.get("content-type"), PROMETHEUS_CONTENT_TYPE);
   });
 
   it("refuses a path that is not absolute or is the grid endpoint's", () => {

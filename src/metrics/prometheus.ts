@@ -1,6 +1,6 @@
 /**
  * Renders a Manager's statistics in the Prometheus text exposition format
- * (version 0.0.4, which OpenMetrics scrapers read too): per handler calls,
+ * (version 0.0.4) or in OpenMetrics 1.0 text: per handler calls,
  * errors by code, in flight and a latency histogram; per connection state,
  * round-trip time, reconnects, bytes, messages and frames each way, and calls
  * in flight; rejected handshakes by reason. Names follow the Prometheus
@@ -11,8 +11,21 @@
  */
 import type { GridStats } from "../types.ts";
 
-/** The content type of {@link renderMetrics}' output. */
+/** The content type of {@link renderMetrics}' output in the Prometheus text format. */
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+/** The content type of {@link renderMetrics}' output in the OpenMetrics format. */
+export const OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/** Options of {@link renderMetrics}. */
+export interface RenderMetricsOptions {
+  /**
+   * `"prometheus"`: the Prometheus text format 0.0.4. `"openmetrics"`: OpenMetrics 1.0
+   * (counter families named without `_total`, `# UNIT` lines, a final `# EOF`).
+   * @default "prometheus"
+   */
+  format?: "prometheus" | "openmetrics";
+}
 
 const STATES = ["connecting", "up", "down", "closed"] as const;
 
@@ -39,9 +52,26 @@ function seconds(ms: number): number {
 /** Accumulates metric families, each with its HELP and TYPE lines once. */
 class Writer {
   private readonly lines: string[] = [];
+  private readonly openMetrics: boolean;
 
-  family(name: string, type: "counter" | "gauge" | "histogram", help: string): void {
-    this.lines.push(`# HELP ${name} ${help.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}`, `# TYPE ${name} ${type}`);
+  constructor(openMetrics: boolean) {
+    this.openMetrics = openMetrics;
+  }
+
+  /** Starts a family; `name` is that of its samples (`_total` included for counters). */
+  family(name: string, type: "counter" | "gauge" | "histogram" | "info", help: string): void {
+    let text = help.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
+    if (!this.openMetrics) {
+      // The Prometheus format has no info type: an info metric is a gauge of 1.
+      this.lines.push(`# HELP ${name} ${text}`, `# TYPE ${name} ${type === "info" ? "gauge" : type}`);
+      return;
+    }
+    // OpenMetrics names counter and info families without the suffix their samples carry.
+    const family = type === "counter" ? name.replace(/_total$/, "") : type === "info" ? name.replace(/_info$/, "") : name;
+    text = text.replace(/"/g, '\\"');
+    this.lines.push(`# TYPE ${family} ${type}`, `# HELP ${family} ${text}`);
+    const unit = family.match(/_(seconds|bytes)$/)?.[1];
+    if (unit !== undefined) this.lines.push(`# UNIT ${family} ${unit}`);
   }
 
   sample(name: string, labels: Labels, value: number): void {
@@ -51,7 +81,8 @@ class Writer {
   }
 
   text(): string {
-    return this.lines.length === 0 ? "" : this.lines.join("\n") + "\n";
+    if (this.openMetrics) this.lines.push("# EOF");
+    return this.lines.join("\n") + "\n";
   }
 }
 
@@ -60,11 +91,12 @@ function sorted<T>(record: Record<string, T>): [string, T][] {
 }
 
 /**
- * Renders statistics (what `grid.stats()` returns) as Prometheus text. Every
- * family is present with its HELP and TYPE lines even when it has no samples
- * yet. `rejectedHandshakes` (by reason) is rendered when the stats carry it.
+ * Renders statistics (what `grid.stats()` returns) as Prometheus or OpenMetrics
+ * text. Every family is present with its HELP and TYPE lines even when it has no
+ * samples yet. `rejectedHandshakes` (by reason) is rendered when the stats carry it.
  *
  * @param stats a snapshot from `grid.stats()`
+ * @param options the format
  * @returns the exposition text, one sample per line, ending with a newline
  *
  * @example
@@ -74,9 +106,9 @@ function sorted<T>(record: Record<string, T>): [string, T][] {
  * // wsgrid_handler_calls_total{handler="echo"} 12
  * ```
  */
-export function renderMetrics(stats: GridStats): string {
-  const w = new Writer();
-  w.family("wsgrid_node_info", "gauge", "This node: its name on the grid and its instance id (always 1).");
+export function renderMetrics(stats: GridStats, options: RenderMetricsOptions = {}): string {
+  const w = new Writer(options.format === "openmetrics");
+  w.family("wsgrid_node_info", "info", "This node: its name on the grid and its instance id (always 1).");
   w.sample("wsgrid_node_info", { local: stats.local, instance_id: stats.instanceId }, 1);
   w.family("wsgrid_uptime_seconds", "gauge", "Time since the Manager was created.");
   w.sample("wsgrid_uptime_seconds", {}, seconds(stats.uptimeMs));

@@ -6,7 +6,7 @@
  * @module
  */
 import type { GridStats } from "../types.ts";
-import { PROMETHEUS_CONTENT_TYPE, renderMetrics } from "./prometheus.ts";
+import { OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE, renderMetrics } from "./prometheus.ts";
 
 /** The slice of a Manager the handler needs: its statistics and its grid path. */
 export interface MetricsGrid {
@@ -28,10 +28,21 @@ export interface MetricsHandlerOptions {
 /** A web-standard handler: a Response for the metrics path, `undefined` for every other request. */
 export type MetricsHandler = (req: Request) => Response | undefined;
 
+/** Whether an Accept header asks for OpenMetrics (Prometheus scrapers offer it first). */
+function wantsOpenMetrics(accept: string | null): boolean {
+  if (accept === null) return false;
+  return accept.split(",").some((part) => {
+    const [type, ...params] = part.split(";").map((p) => p.trim().toLowerCase());
+    return type === "application/openmetrics-text" && !params.some((p) => /^q=0(\.0*)?$/.test(p));
+  });
+}
+
 /**
  * Returns a handler that answers `GET` (and `HEAD`) on `path` with the node's
- * statistics in the Prometheus text format, rendered fresh on each scrape, and
- * `undefined` for every other path, so `?? app(req)` passes those on. The
+ * statistics, rendered fresh on each scrape: in OpenMetrics when the request's
+ * `Accept` offers `application/openmetrics-text` (as Prometheus does), else in
+ * the Prometheus text format; and `undefined` for every other path, so
+ * `?? app(req)` passes those on. The
  * metrics name the grid's hosts and handlers but hold no secret; put the path
  * behind your proxy's access rules if those names are private.
  *
@@ -59,7 +70,9 @@ export function metricsHandler(grid: MetricsGrid, options: MetricsHandlerOptions
     if (req.method !== "GET" && req.method !== "HEAD") {
       return new Response("Method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
     }
-    const body = req.method === "HEAD" ? null : renderMetrics(grid.stats());
-    return new Response(body, { headers: { "content-type": PROMETHEUS_CONTENT_TYPE, "cache-control": "no-store" } });
+    const openMetrics = wantsOpenMetrics(req.headers.get("accept"));
+    const body = req.method === "HEAD" ? null : renderMetrics(grid.stats(), { format: openMetrics ? "openmetrics" : "prometheus" });
+    const type = openMetrics ? OPENMETRICS_CONTENT_TYPE : PROMETHEUS_CONTENT_TYPE;
+    return new Response(body, { headers: { "content-type": type, "cache-control": "no-store", vary: "accept" } });
   };
 }

@@ -2,8 +2,10 @@
  * A real Prometheus (Debian's `prometheus` package) scrapes the `/metrics` of a
  * 3-node grid served with this runtime's embedding helper, every 500 ms on
  * loopback; the test then asks Prometheus's HTTP API for the request count and
- * the latency histogram of a handler that was called. Skipped with a message
- * when `prometheus` is not on PATH (`apt-get install prometheus`).
+ * the latency histogram of a handler that was called. Prometheus asks for
+ * OpenMetrics, so a second job scrapes `/metrics-text`, served without the
+ * request's Accept header, to have Prometheus read the text format 0.0.4 too.
+ * Skipped with a message when `prometheus` is not on PATH (`apt-get install prometheus`).
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -88,7 +90,10 @@ describe(`Prometheus scraping a 3-node grid on ${runtime}`, () => {
         await new Promise((r) => setTimeout(r, SLOW_MS));
         return req;
       });
-      stops.push(await serveWithApp(g, metricsHandler(g), gridPorts[i]));
+      const metrics = metricsHandler(g);
+      const text = metricsHandler(g, { path: "/metrics-text" });
+      const app = (req: Request) => metrics(req) ?? text(new Request(req.url, { method: req.method }));
+      stops.push(await serveWithApp(g, app, gridPorts[i]));
     }
     // Node 0 calls "slow" on nodes 1 and 2.
     const wait = { waitForConnect: true, timeout: 10_000 };
@@ -102,6 +107,10 @@ describe(`Prometheus scraping a 3-node grid on ${runtime}`, () => {
       "  scrape_timeout: 400ms",
       "scrape_configs:",
       "  - job_name: wsgrid",
+      "    static_configs:",
+      `      - targets: [${targets.map((t) => `"${t}"`).join(", ")}]`,
+      "  - job_name: wsgrid-text",
+      "    metrics_path: /metrics-text",
       "    static_configs:",
       `      - targets: [${targets.map((t) => `"${t}"`).join(", ")}]`,
       "",
@@ -135,28 +144,48 @@ describe(`Prometheus scraping a 3-node grid on ${runtime}`, () => {
   });
 
   it("finds every node up and the request count of the called handler", { skip, timeout: 60_000 }, async () => {
-    const up = await until("up", (r) => r.length === 3 && r.every((s) => s.value[1] === "1"));
-    assert.deepEqual(up.map((s) => s.metric.instance).sort(), [...targets].sort());
-    const calls = await until('wsgrid_handler_calls_total{handler="slow"}', (r) => r.length === 2);
-    assert.deepEqual(calls.map((s) => s.metric.instance).sort(), targets.slice(1).sort());
-    for (const s of calls) assert.equal(Number(s.value[1]), CALLS, `calls on ${s.metric.instance}`);
-    const conns = await query('wsgrid_connection_up{instance="' + targets[0] + '"}');
-    assert.equal(conns.length, 2, "node 0 reports its two connections");
-    for (const s of conns) assert.equal(s.value[1], "1");
+    const up = await until("up", (r) => r.length === 6 && r.every((s) => s.value[1] === "1"));
+    assert.deepEqual(up.map((s) => `${s.metric.job} ${s.metric.instance}`).sort(), [
+      ...targets.map((t) => `wsgrid ${t}`),
+      ...targets.map((t) => `wsgrid-text ${t}`),
+    ].sort());
+    // Metadata names the families as each format does: OpenMetrics drops the sample suffix.
+    const metadata = async (metric: string) => {
+      const res = await fetch(`${api}/api/v1/metadata?metric=${metric}`);
+      return ((await res.json()) as { data: Record<string, { type: string }[]> }).data[metric]?.map((m) => m.type);
+    };
+    const end = Date.now() + WAIT_MS;
+    while (Date.now() < end && ((await metadata("wsgrid_node")) === undefined || (await metadata("wsgrid_node_info")) === undefined)) {
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    assert.deepEqual(await metadata("wsgrid_node"), ["info"], "the wsgrid job was scraped as OpenMetrics");
+    assert.deepEqual(await metadata("wsgrid_node_info"), ["gauge"], "the wsgrid-text job was scraped as text 0.0.4");
+    for (const job of ["wsgrid", "wsgrid-text"]) {
+      const calls = await until(`wsgrid_handler_calls_total{handler="slow",job="${job}"}`, (r) => r.length === 2);
+      assert.deepEqual(calls.map((s) => s.metric.instance).sort(), targets.slice(1).sort());
+      for (const s of calls) assert.equal(Number(s.value[1]), CALLS, `calls on ${s.metric.instance} (${job})`);
+      const conns = await query(`wsgrid_connection_up{instance="${targets[0]}",job="${job}"}`);
+      assert.equal(conns.length, 2, `node 0 reports its two connections (${job})`);
+      for (const s of conns) assert.equal(s.value[1], "1");
+    }
   });
 
   it("reads the handler's latency as a histogram: count, buckets and a quantile", { skip, timeout: 60_000 }, async () => {
-    const count = await until('wsgrid_handler_duration_seconds_count{handler="slow"}', (r) => r.length === 2);
-    for (const s of count) assert.equal(Number(s.value[1]), CALLS);
-    const buckets = await query(`wsgrid_handler_duration_seconds_bucket{handler="slow",instance="${targets[1]}"}`);
-    const byLe = new Map(buckets.map((s) => [s.metric.le, Number(s.value[1])]));
-    assert.equal(byLe.get("0.025"), 0, `no ${SLOW_MS} ms call under 25 ms`);
-    assert.equal(byLe.get("+Inf"), CALLS);
-    // histogram_quantile works only on series Prometheus parsed as buckets with an `le` label.
-    const q = await query(`histogram_quantile(0.5, sum by (le) (wsgrid_handler_duration_seconds_bucket{handler="slow"}))`);
-    assert.equal(q.length, 1);
-    // Prometheus interpolates within the bucket holding the rank: every call took over 25 ms.
-    const p50 = Number(q[0].value[1]);
-    assert.ok(p50 > 0.025 && p50 <= 10, `p50 ${p50} s lies above the 25 ms bucket, as the ${SLOW_MS} ms calls do`);
+    for (const job of ["wsgrid", "wsgrid-text"]) {
+      const sel = `handler="slow",job="${job}"`;
+      const count = await until(`wsgrid_handler_duration_seconds_count{${sel}}`, (r) => r.length === 2);
+      for (const s of count) assert.equal(Number(s.value[1]), CALLS);
+      const buckets = await query(`wsgrid_handler_duration_seconds_bucket{${sel},instance="${targets[1]}"}`);
+      const byLe = new Map(buckets.map((s) => [s.metric.le, Number(s.value[1])]));
+      assert.equal(byLe.get("+Inf"), CALLS, `${job}: ${JSON.stringify([...byLe])}`);
+      const at25 = [...byLe].find(([le]) => Number(le) === 0.025);
+      assert.equal(at25?.[1], 0, `no ${SLOW_MS} ms call under 25 ms (${job})`);
+      // histogram_quantile works only on series Prometheus parsed as buckets with an `le` label.
+      const q = await query(`histogram_quantile(0.5, sum by (le) (wsgrid_handler_duration_seconds_bucket{${sel}}))`);
+      assert.equal(q.length, 1);
+      const p50 = Number(q[0].value[1]);
+      // Prometheus interpolates within the bucket holding the rank: every call took over 25 ms.
+      assert.ok(p50 > 0.025 && p50 <= 10, `p50 ${p50} s lies above the 25 ms bucket, as the ${SLOW_MS} ms calls do (${job})`);
+    }
   });
 });
