@@ -25,11 +25,29 @@ export { shouldDial } from "./src/dial_rule.ts";
 export {
   defineSingle,
   defineStream,
+  type CodecOrSchema,
   type DefineSingleOptions,
+  type DefineSingleSchemaOptions,
   type DefineStreamOptions,
+  type DefineStreamSchemaOptions,
+  type SentType,
+  type ServedType,
   type SingleDefinition,
   type StreamDefinition,
 } from "./src/handlers/define.ts";
+export type {
+  InferInput,
+  InferOutput,
+  StandardSchemaV1,
+  StandardSchemaV1Failure,
+  StandardSchemaV1Issue,
+  StandardSchemaV1Options,
+  StandardSchemaV1PathSegment,
+  StandardSchemaV1Props,
+  StandardSchemaV1Result,
+  StandardSchemaV1Success,
+  StandardSchemaV1Types,
+} from "./src/handlers/standard_schema.ts";
 export { json, msgpack, raw } from "./src/handlers/codecs.ts";
 export { GridStatsHandler, GridWatchHandler } from "./src/builtins.ts";
 export { DEFAULT_LIMITS } from "./src/protocol/limits.ts";

@@ -173,7 +173,7 @@ export class Client extends EventTarget {
    * const stats = await admin.request(GridStatsHandler, undefined, { waitForConnect: true });
    * ```
    */
-  request<Req, Resp>(handler: SingleDefinition<Req, Resp>, payload: Req, options?: CallOptions): Promise<Resp>;
+  request<Req, Resp>(handler: SingleDefinition<Req, Resp, unknown, unknown>, payload: Req, options?: CallOptions): Promise<Resp>;
   /**
    * Calls a read-only handler by name with a msgpack payload; resolves with the decoded response.
    *
@@ -183,7 +183,7 @@ export class Client extends EventTarget {
    * ```
    */
   request(handler: string, payload: unknown, options?: CallOptions): Promise<unknown>;
-  request(handler: string | SingleDefinition<unknown, unknown>, payload: unknown, options?: CallOptions): Promise<unknown> {
+  request(handler: string | SingleDefinition<unknown, unknown, unknown, unknown>, payload: unknown, options?: CallOptions): Promise<unknown> {
     if (typeof handler === "string") {
       if (payload instanceof Uint8Array) return this.conn.request(handler, payload, options);
       return this.conn.request(unknownDefinition(handler), payload, options);
@@ -211,7 +211,7 @@ export class Client extends EventTarget {
    * ```
    */
   newStream<P, Req, Resp>(
-    handler: StreamDefinition<P, Req, Resp>,
+    handler: StreamDefinition<P, Req, Resp, unknown, unknown, unknown>,
     payload: P,
     options?: CallOptions,
   ): Promise<Stream<Req, Resp>>;
@@ -225,7 +225,7 @@ export class Client extends EventTarget {
    */
   newStream(handler: string, payload: unknown, options?: CallOptions): Promise<Stream<unknown, unknown>>;
   newStream(
-    handler: string | StreamDefinition<unknown, unknown, unknown>,
+    handler: string | StreamDefinition<unknown, unknown, unknown, unknown, unknown, unknown>,
     payload: unknown,
     options?: CallOptions,
   ): Promise<Stream<unknown, unknown>> {

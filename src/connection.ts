@@ -175,9 +175,9 @@ export class Connection {
    * const sum = await grid.connection(host).request(Add, { x: 1, y: 2 });
    * ```
    */
-  request<Req, Resp>(handler: SingleDefinition<Req, Resp>, payload: Req, options?: CallOptions): Promise<Resp>;
+  request<Req, Resp>(handler: SingleDefinition<Req, Resp, unknown, unknown>, payload: Req, options?: CallOptions): Promise<Resp>;
   request<Req, Resp>(
-    handler: string | SingleDefinition<Req, Resp>,
+    handler: string | SingleDefinition<Req, Resp, unknown, unknown>,
     payload: Req | Uint8Array,
     options?: CallOptions,
   ): Promise<Resp | Uint8Array> {
@@ -253,12 +253,12 @@ export class Connection {
    * ```
    */
   newStream<P, Req, Resp>(
-    handler: StreamDefinition<P, Req, Resp>,
+    handler: StreamDefinition<P, Req, Resp, unknown, unknown, unknown>,
     payload: P,
     options?: CallOptions,
   ): Promise<Stream<Req, Resp>>;
   async newStream<P, Req, Resp>(
-    handler: string | StreamDefinition<P, Req, Resp>,
+    handler: string | StreamDefinition<P, Req, Resp, unknown, unknown, unknown>,
     payload: P | Uint8Array,
     options?: CallOptions,
   ): Promise<Stream<Req, Resp> | Stream<Uint8Array, Uint8Array>> {

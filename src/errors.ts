@@ -17,7 +17,8 @@ export type GridErrorCode =
   | "protocol"
   | "unknown-host"
   | "closed"
-  | "busy";
+  | "busy"
+  | "invalid";
 
 /**
  * Base class of every wsgrid error.
@@ -227,9 +228,52 @@ export class BusyError extends GridError {
   }
 }
 
+/** One problem found by a schema: what is wrong and where in the value. */
+export interface ValidationIssue {
+  /** What is wrong, in the schema library's words. */
+  readonly message: string;
+  /** Where in the value: property names and array indexes from the root; absent for the root itself. */
+  readonly path?: readonly (string | number)[];
+}
+
+/**
+ * A value failed its handler definition's Standard Schema: the input on the
+ * serving side before the handler ran, or the handler's output before it was
+ * sent. `issues` lists the schema's findings, carried across the wire.
+ *
+ * @example
+ * ```ts
+ * import { InvalidError } from "wsgrid";
+ * const e = new InvalidError("Invalid input of \"user.create\"", [{ message: "Expected string", path: ["name"] }]);
+ * console.log(e.code, e.issues[0].path); // "invalid" ["name"]
+ * ```
+ */
+export class InvalidError extends GridError {
+  /** The schema's findings. */
+  readonly issues: readonly ValidationIssue[];
+  /**
+   * Creates the error.
+   *
+   * @param message which value of which handler failed
+   * @param issues the schema's findings
+   */
+  constructor(message: string, issues: readonly ValidationIssue[]) {
+    super("invalid", message);
+    this.name = "InvalidError";
+    this.issues = issues;
+  }
+}
+
 /** Builds the error class matching a wire error code. */
-export function errorFromCode(code: string, message: string, remoteCode?: string): GridError {
+export function errorFromCode(
+  code: string,
+  message: string,
+  remoteCode?: string,
+  issues: readonly ValidationIssue[] = [],
+): GridError {
   switch (code) {
+    case "invalid":
+      return new InvalidError(message, issues);
     case "remote":
       return new RemoteError(message, remoteCode);
     case "disconnected":

@@ -23,6 +23,7 @@ import { DEFAULT_LIMITS } from "./protocol/limits.ts";
 import { PROTOCOL_VERSION } from "./protocol/ops.ts";
 import type { AcceptInfo, DialLimits, GridSocket, SocketAcceptor } from "./socket.ts";
 import { HandlerStatsTable } from "./stats/handler_stats.ts";
+import { validatedSingle, validatedStream } from "./handlers/validated.ts";
 import { shouldDial } from "./dial_rule.ts";
 import type {
   CallContext,
@@ -397,14 +398,14 @@ export class Manager extends EventTarget implements SocketAcceptor {
    * grid.handle(Add, ({ x, y }) => x + y);
    * ```
    */
-  handle<Req, Resp>(
-    def: SingleDefinition<Req, Resp>,
-    fn: (req: Req, ctx: CallContext) => Resp | Promise<Resp>,
+  handle<Req, Resp, In, Out>(
+    def: SingleDefinition<Req, Resp, In, Out>,
+    fn: (req: In, ctx: CallContext) => Out | Promise<Out>,
     options?: HandleOptions,
   ): void;
-  handle<Req, Resp>(
-    nameOrDef: string | SingleDefinition<Req, Resp>,
-    fn: SingleHandler | ((req: Req, ctx: CallContext) => Resp | Promise<Resp>),
+  handle<Req, Resp, In, Out>(
+    nameOrDef: string | SingleDefinition<Req, Resp, In, Out>,
+    fn: SingleHandler | ((req: In, ctx: CallContext) => Out | Promise<Out>),
     options: HandleOptions = {},
   ): void {
     if (typeof fn !== "function") throw new TypeError("Cannot register handler: fn must be a function");
@@ -413,16 +414,19 @@ export class Manager extends EventTarget implements SocketAcceptor {
       return;
     }
     const def = nameOrDef;
-    const typed = fn as (req: Req, ctx: CallContext) => Resp | Promise<Resp>;
+    const typed = fn as (req: In, ctx: CallContext) => Out | Promise<Out>;
     const enc = (v: Resp) => def.response.encode(v);
     this.registry.add({
       kind: "single",
       name: def.name,
       readOnly: options.readOnly === true,
-      fn: (bytes, ctx) => {
-        const r = typed(def.request.decode(bytes), ctx);
-        return r instanceof Promise ? r.then(enc) : enc(r);
-      },
+      fn: def.schemas === undefined
+        ? (bytes, ctx) => {
+          // Without schemas, In and Out are Req and Resp.
+          const r = typed(def.request.decode(bytes) as unknown as In, ctx) as Resp | Promise<Resp>;
+          return r instanceof Promise ? r.then(enc) : enc(r);
+        }
+        : validatedSingle(def, typed),
     }, options.subroute);
   }
 
@@ -453,14 +457,14 @@ export class Manager extends EventTarget implements SocketAcceptor {
    * });
    * ```
    */
-  handleStream<P, Req, Resp>(
-    def: StreamDefinition<P, Req, Resp>,
-    fn: (call: StreamCall<P, Req, Resp>) => void | Promise<void>,
+  handleStream<P, Req, Resp, HP, HReq, HResp>(
+    def: StreamDefinition<P, Req, Resp, HP, HReq, HResp>,
+    fn: (call: StreamCall<HP, HReq, HResp>) => void | Promise<void>,
     options?: HandleOptions,
   ): void;
-  handleStream<P, Req, Resp>(
-    nameOrDef: string | StreamDefinition<P, Req, Resp>,
-    fn: StreamHandler | ((call: StreamCall<P, Req, Resp>) => void | Promise<void>),
+  handleStream<P, Req, Resp, HP, HReq, HResp>(
+    nameOrDef: string | StreamDefinition<P, Req, Resp, HP, HReq, HResp>,
+    fn: StreamHandler | ((call: StreamCall<HP, HReq, HResp>) => void | Promise<void>),
     options: HandleStreamOptions = {},
   ): void {
     if (typeof fn !== "function") throw new TypeError("Cannot register stream handler: fn must be a function");
@@ -475,6 +479,8 @@ export class Manager extends EventTarget implements SocketAcceptor {
       throw new RangeError(`Cannot register stream handler: outCapacity must be an integer 1..${max}`);
     }
     const codecs = isName ? RAW_STREAM_CODECS : nameOrDef;
+    const schemas = isName ? undefined : nameOrDef.schemas;
+    const handler = fn as (call: StreamCall<unknown, unknown, unknown>) => void | Promise<void>;
     this.registry.add({
       kind: "stream",
       name: isName ? nameOrDef : nameOrDef.name,
@@ -484,7 +490,7 @@ export class Manager extends EventTarget implements SocketAcceptor {
       payload: codecs.payload,
       request: codecs.request,
       response: codecs.response,
-      fn: fn as (call: StreamCall<unknown, unknown, unknown>) => void | Promise<void>,
+      fn: schemas === undefined ? handler : validatedStream(isName ? "" : nameOrDef.name, schemas, handler),
     } as StreamEntry, options.subroute);
   }
 

@@ -126,10 +126,21 @@ export interface HandlerStats {
   calls: number;
   /** Calls that ended with an error. */
   errors: number;
+  /**
+   * Errors by code: `remote` (the handler threw), `invalid`, `timeout`, `canceled`
+   * (the caller aborted), `disconnected`, `too-large`, ...; they add up to `errors`.
+   */
+  errorsByCode: Record<string, number>;
   /** Calls being served now. */
   inFlight: number;
   /** Latency percentiles of served calls, ms. */
   latencyMs: { p50: number; p99: number };
+  /**
+   * Latency of served calls as cumulative buckets (what a Prometheus histogram
+   * exports): `counts[i]` calls took at most `boundsMs[i]`; `count` calls in all,
+   * taking `sumMs` together.
+   */
+  latencyBuckets: { boundsMs: number[]; counts: number[]; count: number; sumMs: number };
 }
 
 /** What `grid.stats()` returns: plain JSON. */

@@ -1,11 +1,10 @@
 /**
  * adminPageHandler: the page and bundles as a web-standard handler, and the page
  * served next to the grid endpoint on one port with each runtime's embedding helper
- * (denoHandler, bunHandlers, attachNode + a Request conversion).
+ * (denoHandler, bunHandlers, attachNode + a Request conversion; tests/_serve_app.ts).
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { Manager } from "../mod.ts";
 import type { GridStats } from "../mod.ts";
 import { Client } from "../src/client.ts";
@@ -13,6 +12,7 @@ import { detectRuntime } from "../src/adapters/serve.ts";
 import { adminPageHandler, type AdminPageHandler } from "../src/admin/serve_page.ts";
 import { CLIENT_JS, PAGE_JS } from "../src/admin/_bundle.ts";
 import { freePort } from "./_net.ts";
+import { serveWithApp } from "./_serve_app.ts";
 
 const runtime = detectRuntime();
 const HOST = "127.0.0.1";
@@ -21,58 +21,6 @@ const grid = { local: "ws://127.0.0.1:9000", hosts: ["ws://127.0.0.1:9000", "wss
 
 function get(h: AdminPageHandler, path: string, method = "GET"): Response | undefined {
   return h(new Request(`http://127.0.0.1:9000${path}`, { method }));
-}
-
-/** Serves the grid endpoint and the page on one port with this runtime's embedding helper. */
-async function serveBoth(g: Manager, page: AdminPageHandler, port: number): Promise<() => Promise<void>> {
-  if (runtime === "deno") {
-    const { denoHandler } = await import("../src/adapters/deno.ts");
-    type DenoServe = (
-      init: { port: number; hostname: string; onListen(): void },
-      h: (req: Request) => Response,
-    ) => { shutdown(): Promise<void> };
-    const serveFn = (globalThis as unknown as { Deno: { serve: DenoServe } }).Deno.serve;
-    const endpoint = denoHandler(g);
-    const s = serveFn(
-      { port, hostname: HOST, onListen() {} },
-      (req) => endpoint(req) ?? page(req) ?? new Response("Not found", { status: 404 }),
-    );
-    return () => s.shutdown();
-  }
-  if (runtime === "bun") {
-    const { bunHandlers } = await import("../src/adapters/bun.ts");
-    const h = bunHandlers(g);
-    type BunServe = (init: {
-      port: number;
-      hostname: string;
-      fetch(req: Request, srv: Parameters<typeof h.fetch>[1]): Response;
-      websocket: typeof h.websocket;
-    }) => { stop(force: boolean): Promise<void> };
-    const serveFn = (globalThis as unknown as { Bun: { serve: BunServe } }).Bun.serve;
-    const s = serveFn({
-      port,
-      hostname: HOST,
-      fetch: (req, srv) => h.fetch(req, srv) ?? page(req) ?? new Response("Not found", { status: 404 }),
-      websocket: h.websocket,
-    });
-    return () => s.stop(true);
-  }
-  const { attachNode } = await import("../src/adapters/node.ts");
-  const server = createHttpServer(async (req: IncomingMessage, res: ServerResponse) => {
-    const r = page(new Request(`http://${req.headers.host}${req.url}`, { method: req.method }));
-    if (r === undefined) return void res.writeHead(404).end();
-    res.writeHead(r.status, Object.fromEntries(r.headers));
-    res.end(new Uint8Array(await r.arrayBuffer()));
-  });
-  const attached = attachNode(g, server);
-  await new Promise<void>((resolve) => server.listen(port, HOST, resolve));
-  return async () => {
-    await attached.close();
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
-  };
 }
 
 describe(`admin page handler on ${runtime}`, () => {
@@ -119,7 +67,7 @@ describe(`admin page handler on ${runtime}`, () => {
     const port = await freePort();
     const host = `ws://${HOST}:${port}`;
     const g = new Manager({ local: host, hosts: [host], secret: "s", admin: { tokens: ["t"] } });
-    const stop = await serveBoth(g, adminPageHandler(g), port);
+    const stop = await serveWithApp(g, adminPageHandler(g), port);
     const c = new Client(`${host}/grid/v1`, { token: "t", backoff: { base: 20, cap: 200 } });
     try {
       const page = await fetch(`http://${HOST}:${port}/admin`);

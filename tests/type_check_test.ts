@@ -1,7 +1,8 @@
 /**
  * Typed definitions are checked at call sites: `deno check` accepts
- * tests/types/typed_call_sites.ts and rejects tests/type_errors/wrong_payload.ts
- * with exactly the errors its `// error: TSnnnn` comments announce.
+ * tests/types/typed_call_sites.ts and schema_call_sites.ts, and rejects
+ * tests/type_errors/wrong_payload.ts and wrong_schema_payload.ts with exactly the
+ * errors their `// error: TSnnnn` comments announce.
  *
  * tests/type_errors/ is excluded from the project's type check (deno.json
  * "exclude"), and Deno skips excluded files even when named on the command line,
@@ -67,30 +68,37 @@ function announcedErrors(source: string): string[] {
   return out;
 }
 
-describe("typed call sites (deno check)", { timeout: 2 * CHECK_TIMEOUT_MS + 10_000 }, () => {
-  it("accepts valid typed call sites with the inferred types", { timeout: CHECK_TIMEOUT_MS + 5_000 }, () => {
-    const res = denoCheck("tests/types/typed_call_sites.ts");
-    assert.equal(res.status, 0, `deno check failed:\n${res.output}`);
-  });
+describe("typed call sites (deno check)", { timeout: 4 * CHECK_TIMEOUT_MS + 10_000 }, () => {
+  for (const file of ["typed_call_sites.ts", "schema_call_sites.ts"]) {
+    it(`accepts valid typed call sites with the inferred types (${file})`, { timeout: CHECK_TIMEOUT_MS + 5_000 }, () => {
+      const res = denoCheck(`tests/types/${file}`);
+      assert.equal(res.status, 0, `deno check failed:\n${res.output}`);
+    });
+  }
 
-  it("rejects wrong payload, request and response types, at exactly the announced lines", {
-    timeout: CHECK_TIMEOUT_MS + 5_000,
-  }, () => {
-    const source = join(ROOT, "tests", "type_errors", "wrong_payload.ts");
-    const dir = join(ROOT, ".tmp", `type_errors_${process.pid}`);
-    const copy = join(dir, "wrong_payload.ts");
-    mkdirSync(dir, { recursive: true });
-    copyFileSync(source, copy);
-    try {
-      const res = denoCheck(copy);
-      assert.equal(res.status, 1, `deno check should fail:\n${res.output}`);
-      assert.match(res.output, /Type checking failed/);
-      const expected = announcedErrors(readFileSync(source, "utf8"));
-      assert.ok(expected.length >= 10, `only ${expected.length} announced errors`);
-      const reported = reportedErrors(res.output, copy);
-      assert.deepEqual([...new Set(reported)].sort(), [...expected].sort(), `deno check reported:\n${res.output}`);
-    } finally {
-      if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
-    }
-  });
+  for (const [file, min] of [["wrong_payload.ts", 10], ["wrong_schema_payload.ts", 9]] as const) {
+    it(`rejects wrong payload, request and response types, at exactly the announced lines (${file})`, {
+      timeout: CHECK_TIMEOUT_MS + 5_000,
+    }, () => rejectsAnnounced(file, min));
+  }
 });
+
+/** Checks a copy of tests/type_errors/`file`: it must fail with exactly its announced errors. */
+function rejectsAnnounced(file: string, min: number): void {
+  const source = join(ROOT, "tests", "type_errors", file);
+  const dir = join(ROOT, ".tmp", `type_errors_${process.pid}`);
+  const copy = join(dir, file);
+  mkdirSync(dir, { recursive: true });
+  copyFileSync(source, copy);
+  try {
+    const res = denoCheck(copy);
+    assert.equal(res.status, 1, `deno check should fail:\n${res.output}`);
+    assert.match(res.output, /Type checking failed/);
+    const expected = announcedErrors(readFileSync(source, "utf8"));
+    assert.ok(expected.length >= min, `only ${expected.length} announced errors`);
+    const reported = reportedErrors(res.output, copy);
+    assert.deepEqual([...new Set(reported)].sort(), [...expected].sort(), `deno check reported:\n${res.output}`);
+  } finally {
+    if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+  }
+}

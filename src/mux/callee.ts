@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { type GridError, TimeoutError } from "../errors.ts";
+import { type GridError, InvalidError, TimeoutError } from "../errors.ts";
 import type { HandlerRegistry, SingleEntry, StreamEntry } from "../handlers/registry.ts";
 import type { Link } from "../link.ts";
 import type { Message } from "../protocol/frame.ts";
@@ -13,7 +13,7 @@ import { OP_CANCEL, OP_REQUEST, OP_RESPONSE, OP_STREAM_OPEN, OP_STREAM_PING } fr
 import type { HandlerStatsTable } from "../stats/handler_stats.ts";
 import { CalleeStream } from "../stream/callee_stream.ts";
 import type { CallContext } from "../types.ts";
-import { cancelReason, describe, errorMessage } from "./wire.ts";
+import { cancelReason, errorCode, errorMessage, handlerErrorMessage } from "./wire.ts";
 
 /** What the callee needs from its connection. */
 export interface CalleeHost {
@@ -110,9 +110,10 @@ export class MuxCallee {
         const r = this.requests.get(m.mux);
         if (r !== undefined) {
           this.requests.delete(m.mux);
-          r.abort(cancelReason(m.payload, this.host.remote));
+          const reason = cancelReason(m.payload, this.host.remote);
+          r.abort(reason);
           r.release();
-          this.host.handlerStats.end(r.name, r.start, false);
+          this.host.handlerStats.end(r.name, r.start, false, errorCode(reason));
           return;
         }
         this.streams.get(m.mux)?.cancel(cancelReason(m.payload, this.host.remote));
@@ -180,10 +181,10 @@ export class MuxCallee {
       ok = false;
       value = new TypeError(`Handler "${call.name}" returned ${typeof value}, expected Uint8Array`);
     }
-    this.host.handlerStats.end(call.name, call.start, ok);
     if (ok) {
       const payload = value as Uint8Array;
       if (payload.length > this.host.maxPayload) {
+        this.host.handlerStats.end(call.name, call.start, false, "too-large");
         link.send(errorMessage(
           call.id,
           "too-large",
@@ -191,18 +192,20 @@ export class MuxCallee {
         ));
         return;
       }
+      this.host.handlerStats.end(call.name, call.start, true);
       link.send({ op: OP_RESPONSE, flags: 0, mux: call.id, seq: 0, deadline: 0, route: null, payload });
       return;
     }
     if (call.expired) {
+      this.host.handlerStats.end(call.name, call.start, false, "timeout");
       // The handler failed because its deadline passed (typically by throwing its signal's
       // reason): that is a timeout of this call, not a handler error. The caller usually timed
       // out already, but its timer and ours race.
       link.send(errorMessage(call.id, "timeout", `Call "${call.name}" from "${this.host.remote}" passed its deadline`));
       return;
     }
-    const d = describe(value);
-    link.send(errorMessage(call.id, "remote", d.message, d.code));
+    this.host.handlerStats.end(call.name, call.start, false, value instanceof InvalidError ? "invalid" : "remote");
+    link.send(handlerErrorMessage(call.id, value));
   }
 
   private openStream(m: Message, link: Link): void {
@@ -214,7 +217,8 @@ export class MuxCallee {
     }
     const st = new CalleeStream(m, entry, link, this.host, (s, ok) => {
       this.streams.delete(s.id);
-      this.host.handlerStats.end(entry.name, s.start, ok);
+      // A failed stream's signal is aborted with the reason it ended.
+      this.host.handlerStats.end(entry.name, s.start, ok, ok ? undefined : errorCode(s.signal.reason));
     });
     this.streams.set(m.mux, st);
     this.host.handlerStats.begin(entry.name);
@@ -236,7 +240,7 @@ export class MuxCallee {
       this.requests.delete(r.id);
       r.abort(err);
       r.release();
-      this.host.handlerStats.end(r.name, r.start, false);
+      this.host.handlerStats.end(r.name, r.start, false, err.code);
     }
     for (const st of [...this.streams.values()]) {
       if (link !== null && st.link !== link) continue;

@@ -5,7 +5,7 @@
  * @module
  */
 import { pack, unpack } from "msgpackr";
-import { errorFromCode, type GridError, ProtocolError, TimeoutError } from "../errors.ts";
+import { errorFromCode, GridError, InvalidError, ProtocolError, TimeoutError, type ValidationIssue } from "../errors.ts";
 import type { OutMessage } from "../protocol/frame.ts";
 import { OP_CANCEL, OP_ERROR } from "../protocol/ops.ts";
 
@@ -21,11 +21,68 @@ export function msg(op: number, mux: number, seq: number, payload: Uint8Array = 
   return { op, flags: 0, mux, seq, deadline: 0, route: null, payload };
 }
 
-/** An OP_ERROR message carrying `err`'s code and message. */
-export function errorMessage(mux: number, code: string, message: string, remoteCode?: string): OutMessage {
-  const body: Record<string, string> = { code, message: message.slice(0, 8192) };
+/** At most this many validation issues travel in an error (the rest are counted in the message). */
+export const MAX_ISSUES = 64;
+const MAX_ISSUE_MESSAGE = 1024;
+const MAX_PATH = 32;
+const MAX_PATH_KEY = 256;
+
+/** An OP_ERROR message carrying a code, a message, and the remote error's code or validation issues. */
+export function errorMessage(
+  mux: number,
+  code: string,
+  message: string,
+  remoteCode?: string,
+  issues?: readonly ValidationIssue[],
+): OutMessage {
+  const body: { code: string; message: string; remoteCode?: string; issues?: ValidationIssue[] } = {
+    code,
+    message: message.slice(0, 8192),
+  };
   if (remoteCode !== undefined) body.remoteCode = remoteCode.slice(0, 256);
+  if (issues !== undefined) {
+    body.issues = issues.slice(0, MAX_ISSUES).map((i) => {
+      const out: { message: string; path?: (string | number)[] } = { message: i.message.slice(0, MAX_ISSUE_MESSAGE) };
+      if (i.path !== undefined) {
+        out.path = i.path.slice(0, MAX_PATH).map((k) => typeof k === "number" ? k : k.slice(0, MAX_PATH_KEY));
+      }
+      return out;
+    });
+  }
   return msg(OP_ERROR, mux, 0, pack(body));
+}
+
+/**
+ * The OP_ERROR message for a handler's failure: an {@link InvalidError} travels
+ * as code "invalid" with its issues, anything else as code "remote" with the
+ * thrown error's message and `code`.
+ */
+export function handlerErrorMessage(mux: number, e: unknown): OutMessage {
+  if (e instanceof InvalidError) return errorMessage(mux, "invalid", e.message, undefined, e.issues);
+  const d = describe(e);
+  return errorMessage(mux, "remote", d.message, d.code);
+}
+
+/** The stats code of a call that ended with `reason`: a GridError's code, "canceled" for an abort, else "remote". */
+export function errorCode(reason: unknown): string {
+  if (reason instanceof GridError) return reason.code;
+  if (reason instanceof DOMException && reason.name === "AbortError") return "canceled";
+  return "remote";
+}
+
+/** The issues of an OP_ERROR payload, keeping only well-formed ones (decoding is total). */
+function decodeIssues(v: unknown): ValidationIssue[] {
+  if (!Array.isArray(v)) return [];
+  const out: ValidationIssue[] = [];
+  for (const i of v.slice(0, MAX_ISSUES)) {
+    if (typeof i !== "object" || i === null || typeof (i as { message?: unknown }).message !== "string") continue;
+    const { message, path } = i as { message: string; path?: unknown };
+    if (Array.isArray(path)) {
+      const keys = path.slice(0, MAX_PATH).filter((k): k is string | number => typeof k === "string" || typeof k === "number");
+      out.push({ message, path: keys });
+    } else out.push({ message });
+  }
+  return out;
 }
 
 /** Decodes an OP_ERROR payload into the matching GridError. */
@@ -41,7 +98,7 @@ export function decodeError(payload: Uint8Array): GridError {
   if (typeof o.code !== "string" || typeof o.message !== "string") {
     return new ProtocolError("Cannot decode error payload: missing code or message");
   }
-  return errorFromCode(o.code, o.message, typeof o.remoteCode === "string" ? o.remoteCode : undefined);
+  return errorFromCode(o.code, o.message, typeof o.remoteCode === "string" ? o.remoteCode : undefined, decodeIssues(o.issues));
 }
 
 /** Reasons carried by OP_CANCEL (first payload byte). */

@@ -1,5 +1,6 @@
 /**
- * Per-handler counters: calls, errors, in-flight and latency quantiles.
+ * Per-handler counters: calls, errors (in all and by code), in-flight and latency
+ * (quantiles and Prometheus-style buckets).
  *
  * @module
  */
@@ -9,6 +10,7 @@ import { Histogram } from "./histogram.ts";
 interface Entry {
   calls: number;
   errors: number;
+  errorsByCode: Map<string, number>;
   inFlight: number;
   hist: Histogram;
 }
@@ -20,7 +22,7 @@ export class HandlerStatsTable {
   private entry(name: string): Entry {
     let e = this.table.get(name);
     if (e === undefined) {
-      e = { calls: 0, errors: 0, inFlight: 0, hist: new Histogram() };
+      e = { calls: 0, errors: 0, errorsByCode: new Map(), inFlight: 0, hist: new Histogram() };
       this.table.set(name, e);
     }
     return e;
@@ -33,11 +35,18 @@ export class HandlerStatsTable {
     e.inFlight++;
   }
 
-  /** A call to `name` that started at `startMs` (performance.now) ended. */
-  end(name: string, startMs: number, ok: boolean): void {
+  /**
+   * A call to `name` that started at `startMs` (performance.now) ended; `code` is
+   * the error code it failed with (counted under "unknown" when not given).
+   */
+  end(name: string, startMs: number, ok: boolean, code?: string): void {
     const e = this.entry(name);
     e.inFlight--;
-    if (!ok) e.errors++;
+    if (!ok) {
+      e.errors++;
+      const c = code ?? "unknown";
+      e.errorsByCode.set(c, (e.errorsByCode.get(c) ?? 0) + 1);
+    }
     e.hist.record(performance.now() - startMs);
   }
 
@@ -48,8 +57,10 @@ export class HandlerStatsTable {
       out[name] = {
         calls: e.calls,
         errors: e.errors,
+        errorsByCode: Object.fromEntries(e.errorsByCode),
         inFlight: e.inFlight,
         latencyMs: { p50: e.hist.quantile(0.5), p99: e.hist.quantile(0.99) },
+        latencyBuckets: e.hist.buckets(),
       };
     }
     return out;

@@ -24,7 +24,7 @@ import {
 } from "../protocol/ops.ts";
 import type { StreamCall } from "../types.ts";
 import type { CalleeHost } from "../mux/callee.ts";
-import { describe, errorMessage, msg } from "../mux/wire.ts";
+import { describe, errorMessage, handlerErrorMessage, msg } from "../mux/wire.ts";
 import { CreditGate, creditsToReturn } from "./credits.ts";
 
 /** One stream this side serves; also the handler's StreamCall. */
@@ -144,8 +144,7 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
 
   /** The handler aborted its responses: the caller's stream errors with the reason. */
   private handlerAborted(reason: unknown): void {
-    const d = describe(reason ?? new Error("Responses aborted by the handler"));
-    this.end(errorMessage(this.id, "remote", d.message, d.code), false, reason, true);
+    this.end(handlerErrorMessage(this.id, reason ?? new Error("Responses aborted by the handler")), false, reason, true);
   }
 
   /** Acknowledges the stream and starts the handler. */
@@ -172,10 +171,7 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
       .then(() => this.entry.fn(this))
       .then(
         () => this.returned_(),
-        (e) => {
-          const d = describe(e);
-          this.end(errorMessage(this.id, "remote", d.message, d.code), false, e, true);
-        },
+        (e) => this.end(handlerErrorMessage(this.id, e), false, e, true),
       );
   }
 
