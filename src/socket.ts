@@ -57,6 +57,13 @@ export interface GridSocket {
    * buffer is never reused.
    */
   readonly sendBuffer?: "copies" | "until-written";
+  /**
+   * The socket dispatches a "drain" event when its send backlog has gone down
+   * after a `send` had to queue (Bun's `drain` callback, the Deno dialer's write
+   * loop). The core then resumes writing at once instead of at its next poll;
+   * it polls more slowly as a fallback. Left out: no such events.
+   */
+  readonly drainEvents?: boolean;
   /** Starts the closing handshake; a `close` event follows exactly once. */
   close(code?: number, reason?: string): void;
   /** Adds an "open" listener (dialed sockets only; accepted sockets are already open). */
@@ -67,6 +74,8 @@ export interface GridSocket {
   addEventListener(type: "close", listener: (ev: SocketCloseEvent) => void): void;
   /** Adds an "error" listener; a `close` event follows an error. */
   addEventListener(type: "error", listener: (ev: unknown) => void): void;
+  /** Adds a "drain" listener (sockets with `drainEvents` only). */
+  addEventListener(type: "drain", listener: () => void): void;
 }
 
 /** WebSocket ready states, as in the WHATWG spec. */

@@ -69,7 +69,9 @@ export class DenoClientSocket implements GridSocket {
   private finished = false;
   /** Largest message accepted: a larger frame or message closes with 1009 before it is buffered. */
   private readonly maxFrameBytes: number;
-  private readonly listeners: Record<string, Listener[]> = { open: [], message: [], close: [], error: [] };
+  private readonly listeners: Record<string, Listener[]> = { open: [], message: [], close: [], error: [], drain: [] };
+  /** A "drain" event follows each time the write queue empties. */
+  readonly drainEvents = true;
 
   /**
    * Starts connecting to `url`; "open" or "error" + "close" follow.
@@ -88,11 +90,12 @@ export class DenoClientSocket implements GridSocket {
     return this.queued;
   }
 
-  /** Adds a listener for "open", "message", "close" or "error". */
+  /** Adds a listener for "open", "message", "close", "error" or "drain". */
   addEventListener(type: "open", listener: () => void): void;
   addEventListener(type: "message", listener: (ev: SocketMessageEvent) => void): void;
   addEventListener(type: "close", listener: (ev: SocketCloseEvent) => void): void;
   addEventListener(type: "error", listener: (ev: unknown) => void): void;
+  addEventListener(type: "drain", listener: () => void): void;
   addEventListener(type: string, listener: (ev: never) => void): void {
     this.listeners[type]?.push(listener as Listener);
   }
@@ -329,6 +332,7 @@ export class DenoClientSocket implements GridSocket {
       const waiters = this.drainWaiters;
       this.drainWaiters = [];
       for (const w of waiters) w();
+      if (!this.finished) this.emit("drain", undefined);
     }
   }
 

@@ -59,6 +59,8 @@ export interface BunWebSocketHandler {
   message(ws: BunServerWebSocket<BunSocketData>, message: string | ArrayBuffer | Uint8Array): void;
   /** Called once the socket has closed. */
   close(ws: BunServerWebSocket<BunSocketData>, code: number, reason: string): void;
+  /** The socket's backlog went down after a send had to queue. */
+  drain(ws: BunServerWebSocket<BunSocketData>): void;
   /** Largest message accepted; a larger one closes the socket with 1009. */
   maxPayloadLength: number;
   /** Bytes that may queue on a socket before `send` drops messages. */
@@ -116,6 +118,7 @@ export class BunGridSocket implements GridSocket {
     message: [],
     close: [],
     error: [],
+    drain: [],
   };
 
   /**
@@ -139,6 +142,9 @@ export class BunGridSocket implements GridSocket {
 
   /** Bun's `send` writes the bytes out or copies them into its backlog before returning. */
   readonly sendBuffer = "copies";
+
+  /** Bun's `drain` callback is dispatched as a "drain" event. */
+  readonly drainEvents = true;
 
   /**
    * Queues a binary message. Bun drops a message instead of queueing it when
@@ -165,12 +171,14 @@ export class BunGridSocket implements GridSocket {
   addEventListener(type: "close", listener: (ev: SocketCloseEvent) => void): void;
   /** Adds an "error" listener; Bun reports no socket errors apart from closing. */
   addEventListener(type: "error", listener: (ev: unknown) => void): void;
+  /** Adds a "drain" listener: Bun's backlog went down after a send had to queue. */
+  addEventListener(type: "drain", listener: () => void): void;
   addEventListener(type: string, listener: (ev: never) => void): void {
     this.listeners[type]?.push(listener as Listener);
   }
 
   /** Calls the listeners of `type`; a throwing listener is reported and does not stop the others. */
-  dispatch(type: "message" | "close", ev: SocketMessageEvent | SocketCloseEvent): void {
+  dispatch(type: "message" | "close" | "drain", ev: SocketMessageEvent | SocketCloseEvent | undefined): void {
     for (const listener of this.listeners[type]) {
       try {
         listener(ev);
@@ -209,6 +217,9 @@ function makeHandlers(grid: SocketAcceptor, open?: Set<BunGridSocket>): BunGridH
         // binaryType "arraybuffer" makes Bun deliver ArrayBuffer; copy any view defensively.
         const data = message instanceof Uint8Array ? message.slice().buffer : message;
         ws.data.socket?.dispatch("message", { data });
+      },
+      drain(ws) {
+        ws.data.socket?.dispatch("drain", undefined);
       },
       close(ws, code, reason) {
         const socket = ws.data.socket;
