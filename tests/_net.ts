@@ -43,3 +43,15 @@ export async function freePort(): Promise<number> {
 export async function freeUrls(n: number): Promise<string[]> {
   return (await freePorts(n)).map((p) => `ws://127.0.0.1:${p}`);
 }
+
+/** A free URL `u` for which `pred(u)` holds (the dial rule depends on the names), not yet in `taken`. */
+export async function urlWhere(pred: (u: string) => boolean, taken: Set<string>): Promise<string> {
+  for (let i = 0; i < 200; i++) {
+    const u = `ws://127.0.0.1:${await freePort()}`;
+    if (!taken.has(u) && pred(u)) {
+      taken.add(u);
+      return u;
+    }
+  }
+  throw new Error("Cannot find a free port whose URL satisfies the dial rule");
+}

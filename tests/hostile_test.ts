@@ -6,21 +6,16 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { type GridSocket, Manager, type ManagerOptions, shouldDial, TimeoutError } from "../mod.ts";
+import { Manager, type ManagerOptions, shouldDial, TimeoutError } from "../mod.ts";
 import { type GridServer, serve } from "../src/adapters/serve.ts";
 import { decodeFrame, encodeFrame, encodeMessage, encodeRoute, messageSize, type OutMessage } from "../src/protocol/frame.ts";
 import {
   decodeReady,
   decodeWelcome,
-  encodeHandshake,
-  type Hello,
   importSecret,
-  newChallenge,
   type PeerHello,
-  type Proof,
   randomId,
   type Ready,
-  signTranscript,
   verifyTranscript,
   type Welcome,
 } from "../src/auth/handshake.ts";
@@ -41,7 +36,7 @@ import {
 } from "../src/protocol/ops.ts";
 import { decodeError } from "../src/mux/wire.ts";
 import { handshakeFrame, helloFrame, peerHello as anyPeerHello, proofFor as proofWith } from "./_handshake.ts";
-import { freePort } from "./_net.ts";
+import { urlWhere } from "./_net.ts";
 import { withTimeout } from "./_wait.ts";
 
 const SECRET = "hostile test secret";
@@ -55,18 +50,6 @@ const FLOOD_CONCURRENCY = 12;
 const enc = new TextEncoder();
 
 // --- helpers -----------------------------------------------------------------
-
-/** A free URL `u` for which `pred(u)` holds (the dial rule depends on the names). */
-async function urlWhere(pred: (u: string) => boolean, taken: Set<string>): Promise<string> {
-  for (let i = 0; i < 200; i++) {
-    const u = `ws://127.0.0.1:${await freePort()}`;
-    if (!taken.has(u) && pred(u)) {
-      taken.add(u);
-      return u;
-    }
-  }
-  throw new Error("Cannot find a free port whose URL satisfies the dial rule");
-}
 
 /** A host name that no server listens on, satisfying `pred`. */
 function ghostWhere(pred: (u: string) => boolean): string {

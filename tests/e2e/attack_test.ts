@@ -24,7 +24,7 @@ import { decodeFrame, encodeFrame, encodeMessage, encodeRoute, type Message, typ
 import { OP_HELLO, OP_PING, OP_READY, OP_REQUEST, OP_WELCOME, PROTOCOL_VERSION } from "../../src/protocol/ops.ts";
 import type { SocketAcceptor } from "../../src/socket.ts";
 import { handshakeFrame, helloFrame, peerHello, proofFor } from "../_handshake.ts";
-import { freePort } from "../_net.ts";
+import { freePort, urlWhere } from "../_net.ts";
 import { withTimeout } from "../_wait.ts";
 import { GC_AVAILABLE, memoryUsed } from "./_memory.ts";
 import { RawWs } from "./_raw_ws.ts";
@@ -53,18 +53,6 @@ async function until(pred: () => boolean, what: string, ms = 10_000): Promise<nu
     await sleep(5);
   }
   return performance.now() - t0;
-}
-
-/** A free URL `u` for which `pred(u)` holds (the dial rule depends on the names). */
-async function urlWhere(pred: (u: string) => boolean, taken: Set<string>): Promise<string> {
-  for (let i = 0; i < 200; i++) {
-    const u = `ws://127.0.0.1:${await freePort()}`;
-    if (!taken.has(u) && pred(u)) {
-      taken.add(u);
-      return u;
-    }
-  }
-  throw new Error("Cannot find a free port whose URL satisfies the dial rule");
 }
 
 interface Node {
