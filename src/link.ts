@@ -234,14 +234,24 @@ export class Link {
     });
   }
 
-  private hasRoom(bytes: number): boolean {
-    const queued = this.queuedBytes;
+  /** Room for `bytes` more, on top of `reserved` bytes that callers let go are about to queue. */
+  private hasRoom(bytes: number, reserved = 0): boolean {
+    const queued = this.queuedBytes + reserved;
     return queued === 0 || queued + bytes <= this.limits.maxQueuedBytes / 4;
   }
 
-  /** Lets waiting callers go, oldest first, while there is room. */
+  /**
+   * Lets waiting callers go, oldest first, while there is room. Each one sends
+   * only when its promise continuation runs, so the bytes of those let go
+   * count as queued already: otherwise one drain would release every waiter.
+   */
   private wakeRoom(): void {
-    while (this.roomWaiters.length > 0 && this.hasRoom(this.roomWaiters[0].bytes)) this.roomWaiters[0].resolve();
+    let reserved = 0;
+    while (this.roomWaiters.length > 0 && this.hasRoom(this.roomWaiters[0].bytes, reserved)) {
+      const w = this.roomWaiters[0];
+      reserved += w.bytes;
+      w.resolve();
+    }
   }
 
   /** Drops the link: its peer does not read what it is sent. */
