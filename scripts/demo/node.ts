@@ -38,7 +38,11 @@ const grid = new Manager({
   backoff: { base: 50, cap: 500 },
   admin: { tokens: [config.adminToken] },
 });
-const service = registerLockHandlers(grid, { expireAfterMs: config.expireAfterMs, sweepMs: config.sweepMs });
+const service = registerLockHandlers(grid, {
+  leaseMs: config.expireAfterMs,
+  sweepMs: config.sweepMs,
+  peers: config.lockHosts.filter((h) => h !== config.local),
+});
 
 /** Bound on latencies kept between two reports. */
 const MAX_SAMPLES = 50_000;
