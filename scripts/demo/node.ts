@@ -125,7 +125,7 @@ async function client(index: number): Promise<void> {
     }
     counters.retries += hold.attempts - 1;
     if (latencies.length < MAX_SAMPLES) latencies.push(hold.waitedMs);
-    const call = { resource, write, uid: hold.uid, node: config.local };
+    const call = { resource, write, uid: hold.uid, node: config.local, token: hold.token };
     try {
       await witness.request(WitnessEnter, call, witnessOptions);
       const [lo, hi] = config.holdMs;
