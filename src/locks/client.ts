@@ -32,7 +32,7 @@
 
 import { GridError, TimeoutError } from "../errors.ts";
 import type { Manager } from "../manager.ts";
-import { type LockArgs, lockArgsCodec } from "./lock_args.ts";
+import { type LockArgs, type LockArgsCodec, lockArgsCodec } from "./lock_args.ts";
 import type { LockTable } from "./lock_table.ts";
 import { LOCK_HANDLERS, localLockTable } from "./server.ts";
 import { gridClosed, onGridClose } from "./_grid_close.ts";
@@ -89,6 +89,11 @@ export interface DistributedLockOptions {
    * @default 30000
    */
   unlockRetryMs?: number;
+  /**
+   * The wire codec of `LockArgs`, the same as the lock nodes' (see `registerLockHandlers`).
+   * @default lockArgsCodec
+   */
+  codec?: LockArgsCodec;
   /**
    * The local node's table, when the local node is a lock node.
    * @default the table that registerLockHandlers(grid) serves
@@ -260,6 +265,7 @@ export class DistributedLock {
   private readonly attemptTimeout: number;
   private readonly unlockRetryMs: number;
   private readonly table: LockTable | undefined;
+  private readonly codec: LockArgsCodec;
   private held: Held | null = null;
   private busy = false;
 
@@ -294,6 +300,7 @@ export class DistributedLock {
     this.attemptTimeout = positive("attemptTimeout", options.attemptTimeout, 1_000);
     this.unlockRetryMs = positive("unlockRetryMs", options.unlockRetryMs, 30_000);
     this.table = options.table ?? localLockTable(grid);
+    this.codec = options.codec ?? lockArgsCodec;
     if (hosts.includes(grid.local) && this.table === undefined) {
       throw new TypeError(
         "Cannot create DistributedLock: the local node is a lock host but serves no locks (call registerLockHandlers first)",
@@ -405,7 +412,7 @@ export class DistributedLock {
           owner: this.owner,
           quorum,
         };
-        const bytes = lockArgsCodec.encode(args);
+        const bytes = this.codec.encode(args);
         const budget = Math.max(1, Math.min(this.attemptTimeout, deadline - performance.now()));
         const outcome = await this.attempt(write, args, bytes, quorum, budget, signal);
         if (outcome.ok) {

@@ -20,7 +20,7 @@ import { GridError, ProtocolError } from "../errors.ts";
 import { defineSingle, type SingleDefinition } from "../handlers/define.ts";
 import type { Manager } from "../manager.ts";
 import type { CallContext } from "../types.ts";
-import { type LockArgs, lockArgsCodec } from "./lock_args.ts";
+import { type LockArgs, type LockArgsCodec, lockArgsCodec } from "./lock_args.ts";
 import { LockTable, type LockTableStats } from "./lock_table.ts";
 import { onGridClose } from "./_grid_close.ts";
 import { decodeFence, decodeReply, encodeReply, GRANTED, RECOVERING, REFUSED } from "./_lock_reply.ts";
@@ -118,6 +118,12 @@ export interface LockServerOptions {
    */
   peers?: readonly string[];
   /**
+   * The wire codec of `LockArgs`; every lock node and client of a cluster
+   * must use the same one (the bench plugs in a text format to compare).
+   * @default lockArgsCodec
+   */
+  codec?: LockArgsCodec;
+  /**
    * How often stale locks are looked for.
    * @default 10000
    */
@@ -197,11 +203,12 @@ export function registerLockHandlers(grid: Manager, options: LockServerOptions =
   const table = options.table ?? new LockTable({ leaseMs });
   const lease = table.leaseMs;
   const peers = [...(options.peers ?? grid.hosts.filter((h) => h !== grid.local))];
+  const codec = options.codec ?? lockArgsCodec;
 
   const reply = (status: number, token: number) => encodeReply(status, lease, token);
   const single = (name: string, op: (args: LockArgs) => boolean, tokens: boolean) => {
     grid.handle(name, (req: Uint8Array, _ctx: CallContext) => {
-      const args = lockArgsCodec.decode(req);
+      const args = codec.decode(req);
       if (table.recovering && tokens) return reply(RECOVERING, 0);
       return op(args) ? reply(GRANTED, tokens ? table.tokenOf(args.uid) : 0) : reply(REFUSED, 0);
     });
@@ -215,7 +222,7 @@ export function registerLockHandlers(grid: Manager, options: LockServerOptions =
   grid.handle(LOCK_HANDLERS.fence, (req: Uint8Array) => {
     const fence = decodeFence(req);
     if (fence === undefined) throw new ProtocolError("Cannot decode fence request: expected a float64 token then LockArgs");
-    const args = lockArgsCodec.decode(fence.args);
+    const args = codec.decode(fence.args);
     return table.fence(args, fence.token) ? reply(GRANTED, fence.token) : reply(REFUSED, 0);
   });
   grid.handle(LOCK_HANDLERS.maxToken, () => reply(GRANTED, table.maxToken()));
