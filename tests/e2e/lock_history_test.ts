@@ -28,6 +28,7 @@ import { createInterface } from "node:readline";
 import { Manager } from "../../mod.ts";
 import { type GridServer, serve } from "../../src/adapters/serve.ts";
 import { bin, freePorts, ROOT, runner } from "./_subprocess.ts";
+import { record } from "./_reliability.ts";
 import {
   type HistoryClientSummary,
   type HistoryNodeConfig,
@@ -234,6 +235,26 @@ describe("locks: history checker", () => {
       assert.ok(writes > 0 && sum("acquired") > 0, "the clients locked and wrote");
       assert.ok(maxTimeout <= OVERSHOOT_BOUND_MS, `an acquire settled ${maxTimeout} ms past its timeout`);
       assert.ok(maxAbort <= OVERSHOOT_BOUND_MS, `an acquire settled ${maxAbort} ms past its abort`);
+      const round = (x: number) => Math.round(x * 10) / 10;
+      record({
+        scenario: "lock-history",
+        title: `${SECONDS} s of lock-node kills and holder pauses`,
+        setup: `3 lock nodes (node, deno, bun) and 3 clients (deno, bun, node), 2 resources, lease ${LEASE_MS} ms; ` +
+          `a lock node killed with SIGKILL and restarted every 3 s, a client paused ${PAUSE_MS} ms right after a release every 3 s`,
+        durationMs: SECONDS * 1_000,
+        bound: "0 live holders refused, 0 overlapping accepted holds, overshoot past timeout or abort ≤ 100 ms",
+        figures: [
+          { name: "lock-node kills", value: kills, unit: "" },
+          { name: "holder pauses", value: pauses, unit: "" },
+          { name: "acquires", value: sum("acquired"), unit: "" },
+          { name: "fenced writes", value: writes, unit: "" },
+          { name: "stale writes refused (would have been written without fencing)", value: refused, unit: "" },
+          { name: "live holders refused", value: refusedLive.length, unit: "", bound: 0, op: "=" },
+          { name: "overlapping accepted holds", value: overlapping, unit: "", bound: 0, op: "=" },
+          { name: "max overshoot past timeout", value: round(maxTimeout), unit: "ms", bound: OVERSHOOT_BOUND_MS, op: "<=" },
+          { name: "max overshoot past abort", value: round(maxAbort), unit: "ms", bound: OVERSHOOT_BOUND_MS, op: "<=" },
+        ],
+      });
     } finally {
       await grid.close();
       await server.close();
