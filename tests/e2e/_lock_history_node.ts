@@ -7,7 +7,8 @@
  * - role "client": takes write locks on the resources in a loop and, in each critical
  *   section, writes its fencing token to the fenced register (`history.write` on the
  *   test process), deliberately without checking `lost` first, so a holder paused past
- *   its lease writes late and fencing must refuse it. After unlocking it reports when
+ *   its lease writes late and fencing must refuse it. It tells the register when it holds
+ *   (`history.held`, so the test can pause a holder). After unlocking it reports when
  *   its hold ended (`history.release`). On a `stop` line it prints one JSON summary
  *   line and exits.
  *
@@ -17,13 +18,15 @@
  */
 import process from "node:process";
 import { createInterface } from "node:readline";
-import { Manager, TimeoutError } from "../../mod.ts";
+import { DisconnectedError, Manager, TimeoutError } from "../../mod.ts";
 import { detectRuntime, serve } from "../../src/adapters/serve.ts";
 import { DistributedLock, registerLockHandlers } from "../../src/locks/mod.ts";
 import {
   type HistoryClientSummary,
   type HistoryNodeConfig,
+  HistoryHeldHandler,
   HistoryReleaseHandler,
+  type HistoryWrite,
   HistoryWriteHandler,
 } from "./_lock_history_protocol.ts";
 
@@ -108,21 +111,32 @@ async function client(grid: Manager, config: HistoryNodeConfig, runtime: string,
       clearTimeout(abortTimer);
       s.acquired++;
       const start = wall(performance.now());
+      await register.request(HistoryHeldHandler, { client: config.name }, { timeout: 2_000 }).catch(() => {});
       await new Promise((r) => setTimeout(r, 10 + Math.random() * 30));
-      try {
-        await register.request(HistoryWriteHandler, {
-          client: config.name,
-          runtime,
-          uid: hold.uid,
-          resource,
-          token: hold.token,
-          start,
-          expiresAt: wall(hold.expiresAt),
-          at: wall(performance.now()),
-          lostBeforeWrite: hold.lost.aborted,
-        }, { timeout: 2_000, waitForConnect: true });
-      } catch {
-        s.errors++;
+      const write: HistoryWrite = {
+        client: config.name,
+        runtime,
+        uid: hold.uid,
+        resource,
+        token: hold.token,
+        start,
+        expiresAt: wall(hold.expiresAt),
+        at: wall(performance.now()),
+        lostBeforeWrite: hold.lost.aborted,
+      };
+      // A paused process finds its connection to the register dropped (missed pongs) when it
+      // wakes: it retries the write, as a real paused writer would, and fencing must refuse it.
+      for (let attempt = 0; attempt < 3; attempt++) {
+        try {
+          await register.request(HistoryWriteHandler, write, { timeout: 2_000, waitForConnect: true });
+          break;
+        } catch (e) {
+          if (!(e instanceof DisconnectedError) || attempt === 2) {
+            s.errors++;
+            break;
+          }
+          await register.waitForConnect({ timeout: 2_000 }).catch(() => {});
+        }
       }
       const end = wall(Math.min(performance.now(), hold.expiresAt));
       await mutex.unlock();

@@ -38,6 +38,8 @@ export interface HistoryWrite {
 }
 
 export const HistoryWriteHandler = defineSingle<HistoryWrite, { accepted: boolean }>("history.write");
+/** Sent by a client as soon as it holds a lock, before its critical section (so a pause can be aimed at a holder). */
+export const HistoryHeldHandler = defineSingle<{ client: string }, null>("history.held");
 export const HistoryReleaseHandler = defineSingle<{ uid: string; end: number }, null>("history.release");
 
 /** The client's summary line. */
