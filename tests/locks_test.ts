@@ -508,3 +508,44 @@ describe("locks: fencing tokens", () => {
     await m.unlock();
   });
 });
+
+describe("locks: write lockers of one process take turns", () => {
+  it("16 concurrent write lockers on one node each get the lock on their first attempt", TEST, async () => {
+    const { nodes } = await cluster();
+    const tokens: number[] = [];
+    let inside = 0;
+    let overlap = 0;
+    const worker = async () => {
+      const m = mutex(nodes[0], ["turns"]);
+      const hold = await m.lock({ timeout: WAIT_MS });
+      inside++;
+      if (inside > 1) overlap++;
+      tokens.push(hold.token);
+      assert.equal(hold.attempts, 1, "no blind retry");
+      await new Promise((r) => setTimeout(r, 2));
+      inside--;
+      await m.unlock();
+    };
+    await Promise.all(Array.from({ length: 16 }, worker));
+    assert.equal(overlap, 0);
+    for (let i = 1; i < tokens.length; i++) assert.ok(tokens[i] > tokens[i - 1], tokens.join(", "));
+  });
+
+  it("a locker waiting behind another of its process honours its timeout and signal", TEST, async () => {
+    const { nodes } = await cluster();
+    const a = mutex(nodes[0], ["turns2"]);
+    await a.lock(QUICK);
+    const started = performance.now();
+    const err = await rejectsTimeout(mutex(nodes[0], ["turns2"]).lock({ timeout: 200 }));
+    assert.match(err.message, /behind other holders/);
+    assert.ok(performance.now() - started < 200 + 150);
+    const controller = new AbortController();
+    const reason = new Error("enough");
+    setTimeout(() => controller.abort(reason), 50);
+    await assert.rejects(mutex(nodes[0], ["turns2"]).lock({ timeout: WAIT_MS, signal: controller.signal }), (e) => e === reason);
+    await a.unlock();
+    const b = mutex(nodes[0], ["turns2"]);
+    await b.lock(QUICK);
+    await b.unlock();
+  });
+});

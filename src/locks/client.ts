@@ -37,6 +37,7 @@ import type { LockTable } from "./lock_table.ts";
 import { LOCK_HANDLERS, localLockTable } from "./server.ts";
 import { gridClosed, onGridClose } from "./_grid_close.ts";
 import { decodeReply, encodeFence, GRANTED, type LockReply } from "./_lock_reply.ts";
+import { enter, leave, queueKey } from "./_local_queue.ts";
 
 /**
  * Options of {@link DistributedLock}.
@@ -266,6 +267,7 @@ export class DistributedLock {
   private readonly unlockRetryMs: number;
   private readonly table: LockTable | undefined;
   private readonly codec: LockArgsCodec;
+  private readonly queueKey: string;
   private held: Held | null = null;
   private busy = false;
 
@@ -301,6 +303,7 @@ export class DistributedLock {
     this.unlockRetryMs = positive("unlockRetryMs", options.unlockRetryMs, 30_000);
     this.table = options.table ?? localLockTable(grid);
     this.codec = options.codec ?? lockArgsCodec;
+    this.queueKey = queueKey(this.resources, this.hosts);
     if (hosts.includes(grid.local) && this.table === undefined) {
       throw new TypeError(
         "Cannot create DistributedLock: the local node is a lock host but serves no locks (call registerLockHandlers first)",
@@ -383,6 +386,7 @@ export class DistributedLock {
     if (held.lapse !== undefined) clearTimeout(held.lapse);
     held.timer = held.lapse = undefined;
     held.unhook();
+    if (held.hold.write) leave(this.grid, this.queueKey);
   }
 
   /** Tries until a quorum grants, the timeout passes or the signal aborts. */
@@ -400,7 +404,16 @@ export class DistributedLock {
     const deadline = started + timeout;
     let attempts = 0;
     let last = "";
+    // Write lockers of this process on the same lock take turns here (see _local_queue.ts).
+    let queued = false;
+    let holding = false;
     try {
+      if (write) {
+        queued = await enter(this.grid, this.queueKey, timeout, signal);
+        if (!queued) {
+          throw new TimeoutError(`Cannot lock ${this.describe()}: still behind other holders of this process after ${timeout} ms`);
+        }
+      }
       for (;;) {
         signal?.throwIfAborted();
         if (gridClosed(this.grid)) throw new GridError("closed", `Cannot lock ${this.describe()}: the grid is closed`);
@@ -417,7 +430,10 @@ export class DistributedLock {
         const outcome = await this.attempt(write, args, bytes, quorum, budget, signal);
         if (outcome.ok) {
           const hold = this.hold(write, args, bytes, outcome, attempts, started);
-          if (hold !== undefined) return hold;
+          if (hold !== undefined) {
+            holding = true;
+            return hold;
+          }
           last = "the token round reached no quorum before the lease ran out";
         } else {
           last = outcome.why;
@@ -436,6 +452,7 @@ export class DistributedLock {
       }
     } finally {
       this.busy = false;
+      if (queued && !holding) leave(this.grid, this.queueKey);
     }
   }
 
