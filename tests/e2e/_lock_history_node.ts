@@ -50,7 +50,7 @@ async function main(): Promise<void> {
       peers: config.lockHosts.filter((h) => h !== config.local),
     });
   }
-  const server = await serve(grid, { port: Number(new URL(config.local).port), hostname: "127.0.0.1" });
+  const server = await serve(grid, { port: config.servePort ?? Number(new URL(config.local).port), hostname: "127.0.0.1" });
   const stop = new AbortController();
   let loop: Promise<HistoryClientSummary> | undefined;
   if (config.role === "client") loop = client(grid, config, runtime, stop.signal);

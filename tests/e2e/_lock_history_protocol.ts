@@ -18,6 +18,8 @@ export interface HistoryNodeConfig {
   resources: string[];
   leaseMs: number;
   acquireTimeoutMs: number;
+  /** The port to serve on when `local` is a fault proxy in front of it. */
+  servePort?: number;
 }
 
 /** A critical section's write to the fenced register. */

@@ -2,7 +2,8 @@
  * The lock history checker (Jepsen-style): three lock nodes and three clients, on Deno,
  * Bun and Node processes, take write locks on two resources while the test kills lock
  * nodes with SIGKILL (and restarts them, state lost) and pauses clients with SIGSTOP for
- * longer than the lease. Every critical section writes its fencing token to a fenced
+ * longer than the lease, and cuts lock nodes off through fault proxies (blackhole, then
+ * delay). Every critical section writes its fencing token to a fenced
  * register served by this process, which refuses a token not above the last one it
  * accepted for the resource. The checks:
  *
@@ -14,7 +15,7 @@
  * - no acquire outlived its timeout or its signal by more than the bound (acquires of a
  *   paused process are left out: the pause is not the library's);
  * - counts: writes, refused stale writes (what a paused holder would have written without
- *   fencing), lock-node kills, pauses.
+ *   fencing), lock-node kills, pauses, partitions.
  *
  * Short mode (the test command): 20 s of faults, under Node's runner only (the processes
  * are of all three runtimes whatever the runner). Long mode: WSGRID_LONG=1 (120 s),
@@ -29,6 +30,7 @@ import { Manager } from "../../mod.ts";
 import { type GridServer, serve } from "../../src/adapters/serve.ts";
 import { bin, freePorts, ROOT, runner } from "./_subprocess.ts";
 import { record } from "./_reliability.ts";
+import { FaultProxy } from "./_fault_proxy.ts";
 import {
   type HistoryClientSummary,
   type HistoryNodeConfig,
@@ -116,8 +118,11 @@ interface HistoryRecord {
 describe("locks: history checker", () => {
   const skip = runner === "node" ? false : `runs under Node's runner only (its processes run on all three runtimes); this is ${runner}`;
   it(`${SECONDS} s of lock-node kills and holder pauses: fenced writes stay ordered`, { skip, timeout: (SECONDS + 120) * 1_000 }, async () => {
-    const ports = await freePorts(7);
-    const urls = ports.map((p) => `ws://127.0.0.1:${p}`);
+    const ports = await freePorts(10);
+    // Each lock node's grid URL is a fault proxy in front of its real port (ports 7..9).
+    const realPorts = ports.slice(7, 10);
+    const proxies = await Promise.all(realPorts.map((targetPort, i) => FaultProxy.start({ targetPort, port: ports[i] })));
+    const urls = ports.slice(0, 7).map((p) => `ws://127.0.0.1:${p}`);
     const lockHosts = urls.slice(0, 3);
     const clientHosts = urls.slice(3, 6);
     const registerUrl = urls[6];
@@ -155,7 +160,7 @@ describe("locks: history checker", () => {
     try {
       const lockRuntimes: Runtime[] = ["node", "deno", "bun"];
       const clientRuntimes: Runtime[] = ["deno", "bun", "node"];
-      const lockConfigs = lockHosts.map((local, i): HistoryNodeConfig => ({ ...base, role: "lock", name: `lock${i}`, local }));
+      const lockConfigs = lockHosts.map((local, i): HistoryNodeConfig => ({ ...base, role: "lock", name: `lock${i}`, local, servePort: realPorts[i] }));
       const locks = await Promise.all(lockConfigs.map((c, i) => start(c, lockRuntimes[i])));
       const clients = await Promise.all(
         clientHosts.map((local, i) => start({ ...base, role: "client", name: `client${i}`, local }, clientRuntimes[i])),
@@ -163,19 +168,31 @@ describe("locks: history checker", () => {
 
       let kills = 0;
       let pauses = 0;
+      let partitions = 0;
       const end = performance.now() + SECONDS * 1_000;
       for (let step = 0; performance.now() < end && step < 1_000; step++) {
         await sleep(1_500);
-        if (step % 2 === 0) {
-          const c = clients[(step / 2) % clients.length];
+        const kind = step % 3;
+        const round = Math.floor(step / 3);
+        if (kind === 0) {
+          const c = clients[round % clients.length];
           await Promise.race([new Promise<void>((holding) => pauseTarget = { client: c.config.name, holding }), sleep(1_000)]);
           pauseTarget = undefined;
           c.child.kill("SIGSTOP");
           pauses++;
           await sleep(PAUSE_MS);
           c.child.kill("SIGCONT");
+        } else if (kind === 2) {
+          // A lock node cut off (its inbound links blackholed), then slow, then healed.
+          const proxy = proxies[(round + 1) % proxies.length];
+          proxy.set("blackhole");
+          partitions++;
+          await sleep(2_000);
+          proxy.set("delay", 50);
+          await sleep(1_000);
+          proxy.set("pass");
         } else {
-          const i = ((step - 1) / 2) % locks.length;
+          const i = round % locks.length;
           await kill9(locks[i]);
           kills++;
           await sleep(500);
@@ -223,7 +240,8 @@ describe("locks: history checker", () => {
       const refusedLive = all.filter((r) => !r.accepted && !r.write.lostBeforeWrite && r.write.at + CLOCK_SLACK_MS < r.write.expiresAt);
       const sum = (k: keyof HistoryClientSummary) => summaries.reduce((n, s) => n + (s[k] as number), 0);
       console.log(
-        `lock history: ${SECONDS} s, ${kills} lock-node kills, ${pauses} holder pauses of ${PAUSE_MS} ms (lease ${LEASE_MS} ms); ` +
+        `lock history: ${SECONDS} s, ${kills} lock-node kills, ${pauses} holder pauses of ${PAUSE_MS} ms (lease ${LEASE_MS} ms), ` +
+          `${partitions} lock-node partitions (2 s blackhole, 1 s of 50 ms delay); ` +
           `${sum("acquired")} acquires, ${sum("timeouts")} timeouts, ${sum("aborts")} aborts, ${sum("errors")} errors; ` +
           `${writes} fenced writes, ${writes - refused} accepted, ${refused} refused as stale ` +
           `(would have been written without fencing; ${lostFirst} of the writers had seen lost first); ` +
@@ -243,12 +261,14 @@ describe("locks: history checker", () => {
         scenario: "lock-history",
         title: `${SECONDS} s of lock-node kills and holder pauses`,
         setup: `3 lock nodes (node, deno, bun) and 3 clients (deno, bun, node), 2 resources, lease ${LEASE_MS} ms; ` +
-          `a lock node killed with SIGKILL and restarted every 3 s, a client paused ${PAUSE_MS} ms as soon as it holds a lock, every 3 s`,
+          `in turn: a client paused ${PAUSE_MS} ms as soon as it holds a lock, a lock node killed with SIGKILL ` +
+          `and restarted, a lock node's links blackholed 2 s then delayed 50 ms for 1 s (fault proxy)`,
         durationMs: SECONDS * 1_000,
         bound: "0 live holders refused, 0 overlapping accepted holds, overshoot past timeout or abort ≤ 100 ms",
         figures: [
           { name: "lock-node kills", value: kills, unit: "" },
           { name: "holder pauses", value: pauses, unit: "" },
+          { name: "lock-node partitions (blackhole, then delay)", value: partitions, unit: "" },
           { name: "acquires", value: sum("acquired"), unit: "" },
           { name: "fenced writes", value: writes, unit: "" },
           { name: "stale writes refused (would have been written without fencing)", value: refused, unit: "" },
@@ -261,6 +281,7 @@ describe("locks: history checker", () => {
     } finally {
       await grid.close();
       await server.close();
+      await Promise.all(proxies.map((p) => p.close()));
     }
   });
 });
