@@ -6,6 +6,8 @@
  *    .tmp/reliability/fuzz.node.json.
  * 2. tests/e2e/reliability_test.ts with WSGRID_LONG=1 (5-minute in-process soak, 2-minute
  *    cross-runtime soak, 100,000-stream churn), which renders docs/RELIABILITY.md at its end.
+ * 3. tests/e2e/lock_history_test.ts with WSGRID_LONG=1: the lock history checker for 120 s
+ *    (lock-node kills, holder pauses past the lease, a fenced register).
  *
  * Usage: node scripts/reliability.mjs [--soak-seconds N] [--xsoak-seconds N] [--frames N] [--no-fuzz]
  * Exits 1 when a step fails. Plain ESM JavaScript so that the system Node can start it.
@@ -107,6 +109,12 @@ async function main() {
   const res = await runNode(["--test", "--test-reporter=spec", "tests/e2e/reliability_test.ts"], env);
   if (res.code !== 0) {
     console.error(`reliability: the suite failed (exit code ${res.code}${res.signal ? `, ${res.signal}` : ""})`);
+    ok = false;
+  }
+  console.log("== lock history checker, long mode (node)");
+  const history = await runNode(["--test", "--test-reporter=spec", "tests/e2e/lock_history_test.ts"], { WSGRID_LONG: "1" });
+  if (history.code !== 0) {
+    console.error(`reliability: the lock history checker failed (exit code ${history.code}${history.signal ? `, ${history.signal}` : ""})`);
     ok = false;
   }
   console.log(ok ? "reliability: long mode passed; docs/RELIABILITY.md regenerated" : "reliability: long mode FAILED");

@@ -95,6 +95,14 @@ const SCENARIOS: { key: string; heading: string; what: string }[] = [
     what: "A node process of each runtime exits by itself (no kill) once its Manager and server are closed.",
   },
   {
+    key: "lock-history",
+    heading: "Lock history checker",
+    what: "Lock nodes and clients on Deno, Bun and Node processes; lock nodes are killed (SIGKILL, state lost) and " +
+      "restarted, clients are paused (SIGSTOP) past their lease. Every critical section writes its fencing token to a " +
+      "fenced register: accepted tokens strictly increase, no live holder is refused, no two overlapping holds both " +
+      "write, no acquire outlives its timeout or abort (tests/e2e/lock_history_test.ts).",
+  },
+  {
     key: "fuzz",
     heading: "Fuzzed frames",
     what: "Mutated and random frames and handshake payloads either decode or raise ProtocolError (long mode: " +

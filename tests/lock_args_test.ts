@@ -211,8 +211,8 @@ describe("decodeLockArgs on malformed input", () => {
 
   it("raises ProtocolError for too many resources", () => {
     assertProtocolError(
-      () => decodeLockArgs(bytes(1, 0, 0, 0, 1, [0x91, 0x4e])),
-      /resource count 10001 exceeds maxResources 10000/,
+      () => decodeLockArgs(bytes(1, 0, 0, 0, 1, [0xe9, 0x07])),
+      /resource count 1001 exceeds maxResources 1000/,
     );
     assertProtocolError(
       () => decodeLockArgs(bytes(1, 0, 0, 0, 1, 100, 0, 0)),
@@ -285,8 +285,8 @@ describe("msgpackLockArgsCodec (the other candidate)", () => {
       [array([1, "u", [], "s", "o", -1]), /quorum -1 is outside 0 to maxQuorum 65535/],
       [array([1, "u".repeat(16_385), [], "s", "o", 1]), /uid is 16385 UTF-8 bytes, more than maxStringBytes 16384/],
       [
-        array([1, "u", Array.from({ length: 10_001 }, () => ""), "s", "o", 1]),
-        /resource count 10001 exceeds maxResources 10000/,
+        array([1, "u", Array.from({ length: 1_001 }, () => ""), "s", "o", 1]),
+        /resource count 1001 exceeds maxResources 1000/,
       ],
     ];
     for (const [input, message] of cases) assertProtocolError(() => decodeLockArgsMsgpack(input), message);

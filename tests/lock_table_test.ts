@@ -247,6 +247,8 @@ describe("LockTable stats and entries", () => {
       refused: 2,
       expired: 0,
       forceUnlocked: 0,
+      maxToken: 1,
+      recovering: false,
     });
     advance(10);
     table.refresh(args("r2", []));
@@ -261,6 +263,8 @@ describe("LockTable stats and entries", () => {
       refused: 2,
       expired: 3,
       forceUnlocked: 1,
+      maxToken: 1,
+      recovering: false,
     });
     assert.doesNotThrow(() => JSON.stringify(table.stats()));
   });
@@ -284,5 +288,104 @@ describe("LockTable stats and entries", () => {
     });
     entry.refreshedAt = 0;
     assert.equal(table.expireOlderThan(1), 0, "changing a copy does not change the table");
+  });
+});
+
+describe("LockTable forceUnlock precedence", () => {
+  it("with a uid and resources, drops only that uid's locks (the uid wins, as dsync)", () => {
+    const table = new LockTable();
+    table.lock(args("w1", ["a"]));
+    table.rlock(args("r1", ["b"]));
+    table.rlock(args("r2", ["b"]));
+    assert.equal(table.forceUnlock(args("r1", ["a", "b"])), true);
+    assert.equal(table.refresh(args("w1", [])), true, "the writer of a keeps its lock");
+    assert.equal(table.refresh(args("r2", [])), true, "the other reader of b keeps its lock");
+    assert.equal(table.refresh(args("r1", [])), false);
+    assert.equal(table.lock(args("w2", ["a"])), false);
+    assert.equal(table.stats().forceUnlocked, 1);
+  });
+});
+
+describe("LockTable lease", () => {
+  it("a lock whose lease ran out is taken over at once, without waiting for the sweep", () => {
+    let now = 1_000;
+    const table = new LockTable({ now: () => now, leaseMs: 100 });
+    assert.equal(table.leaseMs, 100);
+    table.lock(args("w1", ["a"]));
+    now += 100;
+    assert.equal(table.lock(args("w2", ["a"])), false, "exactly at the lease it is still held");
+    now += 1;
+    assert.equal(table.lock(args("w2", ["a"])), true);
+    assert.equal(table.refresh(args("w1", [])), false);
+    assert.equal(table.stats().expired, 1);
+  });
+
+  it("refuses a lease that is not a positive number", () => {
+    assert.throws(() => new LockTable({ leaseMs: 0 }), RangeError);
+  });
+});
+
+describe("LockTable fencing tokens", () => {
+  it("each write grant proposes one more than any token seen for its resources", () => {
+    const table = new LockTable();
+    const tokens: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      assert.equal(table.lock(args(`w${i}`, ["a"])), true);
+      tokens.push(table.tokenOf(`w${i}`));
+      table.unlock(args(`w${i}`, ["a"]));
+    }
+    assert.deepEqual(tokens, [1, 2, 3, 4, 5]);
+    table.lock(args("b1", ["b"]));
+    assert.equal(table.tokenOf("b1"), 1, "another resource counts on its own");
+    table.unlock(args("b1", ["b"]));
+    table.lock(args("ab", ["a", "b"]));
+    assert.equal(table.tokenOf("ab"), 6, "the largest of the resources, plus one");
+    assert.equal(table.maxToken(), 6);
+  });
+
+  it("a read lock gets the token of the latest write on its resources", () => {
+    const table = new LockTable();
+    table.lock(args("w1", ["a"]));
+    table.unlock(args("w1", ["a"]));
+    table.rlock(args("r1", ["a"]));
+    assert.equal(table.tokenOf("r1"), 1);
+    assert.equal(table.tokenOf("nobody"), 0);
+  });
+
+  it("fence() raises the counters of a held write lock only", () => {
+    const table = new LockTable();
+    table.lock(args("w1", ["a"]));
+    assert.equal(table.fence(args("w1", ["a"]), 40), true);
+    assert.equal(table.tokenOf("w1"), 40);
+    table.unlock(args("w1", ["a"]));
+    assert.equal(table.fence(args("w1", ["a"]), 90), false, "no longer held");
+    table.rlock(args("r1", ["a"]));
+    assert.equal(table.fence(args("r1", ["a"]), 90), false, "a reader records no write token");
+    table.runlock(args("r1", ["a"]));
+    table.lock(args("w2", ["a"]));
+    assert.equal(table.tokenOf("w2"), 41);
+  });
+
+  it("evicted counters fold into the floor, so tokens never go back", () => {
+    const table = new LockTable({ maxTrackedResources: 2 });
+    for (const r of ["a", "b", "c"]) {
+      table.lock(args(r, [r]));
+      table.fence(args(r, [r]), 10);
+      table.unlock(args(r, [r]));
+    }
+    table.lock(args("a2", ["a"]));
+    assert.ok(table.tokenOf("a2") > 10, `token ${table.tokenOf("a2")} after eviction`);
+  });
+
+  it("refuses every lock while recovering, and proposes above the recovered floor", () => {
+    const table = new LockTable();
+    table.beginRecovery();
+    assert.equal(table.recovering, true);
+    assert.equal(table.lock(args("w1", ["a"])), false);
+    assert.equal(table.rlock(args("r1", ["a"])), false);
+    table.recover(41);
+    assert.equal(table.recovering, false);
+    assert.equal(table.lock(args("w1", ["a"])), true);
+    assert.equal(table.tokenOf("w1"), 42);
   });
 });

@@ -57,6 +57,7 @@ describe("reliability report", () => {
       "Mixed-load soak with random faults",
       "Cross-runtime soak with random faults",
       "Process exit after close()",
+      "Lock history checker",
       "Fuzzed frames",
     ];
     for (const heading of headings) {

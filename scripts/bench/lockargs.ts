@@ -122,6 +122,12 @@ function decodeText(bytes: Uint8Array): LockArgs {
   return { uid, resources, source, owner, quorum };
 }
 
+/** MinIO's old newline text format as a codec, for the lock bench's end-to-end comparison. */
+export const textLockArgsCodec: { encode(value: LockArgs): Uint8Array; decode(bytes: Uint8Array): LockArgs } = {
+  encode: encodeText,
+  decode: decodeText,
+};
+
 function encodeJson(value: LockArgs): Uint8Array {
   return encoder.encode(JSON.stringify(value));
 }

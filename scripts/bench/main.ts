@@ -68,6 +68,7 @@ import {
 import { type BenchCase, CASES, type Dialer, type Suite } from "./cases.ts";
 import { formatProfile, type ProfileSummary, summarizeProfile } from "./cpuprofile.ts";
 import type { LockArgsBenchResult } from "./lockargs.ts";
+import type { LocksBenchResult } from "./locks.ts";
 import { renderReport, type RttRow as Row, type SuiteRow } from "./report.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -106,7 +107,7 @@ interface SuiteRun {
   error?: string;
 }
 
-const ALL_SUITES = ["rtt", "stream", "loaded", "slow", "lockargs", "frame", "scale", "profile"];
+const ALL_SUITES = ["rtt", "stream", "loaded", "slow", "lockargs", "locks", "frame", "scale", "profile"];
 const flags = parseFlags(process.argv.slice(2));
 const quick = flags.has("quick");
 const full = flags.has("full");
@@ -437,6 +438,23 @@ async function main(): Promise<void> {
   }
 
   const width = String(tasks.length).length;
+  // The lock service against Redlock and etcd: one Node 24 run (the servers it starts are the same for every runtime).
+  let locks: LocksBenchResult | { error: string } | undefined;
+  if (suites.includes("locks")) {
+    tasks.push({
+      label: "locks     node",
+      async run() {
+        try {
+          const r = await runScript<LocksBenchResult>(RUNTIMES.node, "scripts/bench/locks.ts", ["--seconds", quick ? "1" : full ? "10" : "3"], [], 600_000);
+          locks = r;
+          return r.goals.filter((g) => !g.startsWith("codec")).map((g) => g.split(":")[0]).join(", ");
+        } catch (err) {
+          locks = { error: (err as Error).message };
+          return `FAILED: ${(err as Error).message}`;
+        }
+      },
+    });
+  }
   for (let i = 0; i < tasks.length; i++) {
     const t = tasks[i];
     const head = `[${String(i + 1).padStart(width)}/${tasks.length}] ${t.label}`;
@@ -460,6 +478,7 @@ async function main(): Promise<void> {
     rows,
     streams: streamRows,
     lockargs,
+    locks,
     frame: frameMicro,
     scale,
     profile: profile ?? null,

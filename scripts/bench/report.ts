@@ -17,6 +17,7 @@ import { dirname, join, resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import type { LockArgsBenchResult } from "./lockargs.ts";
+import type { LocksBenchResult } from "./locks.ts";
 
 /** A round-trip row of results.json (written by main.ts, read here). */
 export interface RttRow {
@@ -86,6 +87,7 @@ export interface Results {
   rows: RttRow[];
   streams?: SuiteRow[];
   lockargs?: Record<string, { msgpackrNative?: boolean; results?: LockArgsBenchResult[]; error?: string }>;
+  locks?: LocksBenchResult | { error: string };
   scale?: Record<string, unknown>[];
   frame?: Record<string, { decodeNsPerMsg?: number; encodeNsPerMsg?: number; textDecodeNs?: number; timerPairNs?: number; batch?: number; error?: string }>;
   profile?: Record<string, { client?: Profile; server?: Profile; load?: { rps?: number; mbps?: number }; error?: string }> | null;
@@ -407,6 +409,31 @@ export function renderMarkdown(res: Results): string {
       }
       L.push("");
     }
+  }
+  if (res.locks) {
+    L.push("## Locks: wsgrid/locks vs Redlock and etcd");
+    L.push("");
+    L.push("`scripts/bench/locks.ts` under Node 24: wsgrid/locks on 3 lock-node processes (with `lockArgsCodec`, then with MinIO's newline text format plugged in), " +
+      "Redlock on 3 `redis-server`, the `etcd3` client's lock on one `etcd` member, every server started by the bench; the load runs in one more process " +
+      "(a grid member that is not a lock node). Throughput: acquire+release per second; latency: the acquire, ms. Write workers of the uncontended case each lock their own resource; " +
+      "the contended case has 64 workers on 4 resources; the read cases share one resource (Redlock and etcd have no read locks).");
+    L.push("");
+    if ("error" in res.locks) {
+      L.push(`Failed: ${res.locks.error}`);
+    } else {
+      const lk = res.locks;
+      L.push(`${lk.seconds} s per cell, one run.`);
+      L.push("");
+      L.push(table(
+        ["system", "case", "ops/s", "p50 ms", "p99 ms", "errors"],
+        lk.rows.map((r) => [r.system, r.case, fmtInt(r.opsPerSec), r.p50Ms.toFixed(2), r.p99Ms.toFixed(2), String(r.errors)]),
+        [2, 3, 4, 5],
+      ));
+      L.push("");
+      for (const s of lk.skipped) L.push(`- ${s}`);
+      for (const g of lk.goals) L.push(`- ${g}`);
+    }
+    L.push("");
   }
   if (res.scale?.length) {
     L.push("## Scale: a full mesh in one process");

@@ -67,6 +67,8 @@ export interface WitnessCall {
   write: boolean;
   uid: string;
   node: string;
+  /** The hold's fencing token: per resource, each writer's must exceed the previous writer's. */
+  token: number;
 }
 
 export const WitnessEnter = defineSingle<WitnessCall, { violation: boolean }>("demo.enter");

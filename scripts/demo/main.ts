@@ -276,6 +276,9 @@ interface Holder {
 }
 
 const holders = new Map<string, Holder[]>();
+/** Per resource, the fencing token of the last writer that entered: the next must be larger. */
+const lastWriteToken = new Map<string, number>();
+const tokenRange = { min: Infinity, max: -Infinity, writes: 0, outOfOrder: 0 };
 let violations = 0;
 let enters = 0;
 const violationSamples: string[] = [];
@@ -300,7 +303,24 @@ function enter(c: WitnessCall): { violation: boolean } {
   }
   held.push({ uid: c.uid, node: c.node, write: c.write });
   holders.set(c.resource, held);
-  return { violation: clash };
+  let stale = false;
+  if (c.write) {
+    tokenRange.writes++;
+    tokenRange.min = Math.min(tokenRange.min, c.token);
+    tokenRange.max = Math.max(tokenRange.max, c.token);
+    const last = lastWriteToken.get(c.resource) ?? 0;
+    stale = !(c.token > last);
+    if (stale) {
+      tokenRange.outOfOrder++;
+      violations++;
+      if (violationSamples.length < 5) {
+        violationSamples.push(`writer ${c.uid.slice(0, 8)}@${nameOf(c.node)} entered "${c.resource}" with token ${c.token} after ${last}`);
+      }
+    } else {
+      lastWriteToken.set(c.resource, c.token);
+    }
+  }
+  return { violation: clash || stale };
 }
 
 function exit(c: WitnessCall): { known: boolean } {
@@ -556,6 +576,10 @@ function summary(): number {
   console.log(`acquire latency:     p50 ${ms(percentile(sorted, 0.5))}, p99 ${ms(percentile(sorted, 0.99))}, max ${ms(sorted.at(-1) ?? NaN)}`);
   console.log(`contention:          ${totals.retries} retried attempts, ${totals.timeouts} timeouts, ${totals.lost} lost locks, ${totals.errors} errors`);
   console.log(`witness:             ${enters} critical sections checked, ${open} still open`);
+  const tokens = tokenRange.writes === 0
+    ? "no write holds"
+    : `${tokenRange.min}..${tokenRange.max} over ${tokenRange.writes} write holds, ${tokenRange.outOfOrder} not above the previous writer's`;
+  console.log(`fencing tokens:      ${tokens}`);
   console.log(`invariant violations: ${violations}`);
   for (const v of violationSamples) console.log(`  ${v}`);
   return violations === 0 && totals.ops > 0 ? 0 : 1;

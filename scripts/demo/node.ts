@@ -38,7 +38,11 @@ const grid = new Manager({
   backoff: { base: 50, cap: 500 },
   admin: { tokens: [config.adminToken] },
 });
-const service = registerLockHandlers(grid, { expireAfterMs: config.expireAfterMs, sweepMs: config.sweepMs });
+const service = registerLockHandlers(grid, {
+  leaseMs: config.expireAfterMs,
+  sweepMs: config.sweepMs,
+  peers: config.lockHosts.filter((h) => h !== config.local),
+});
 
 /** Bound on latencies kept between two reports. */
 const MAX_SAMPLES = 50_000;
@@ -121,7 +125,7 @@ async function client(index: number): Promise<void> {
     }
     counters.retries += hold.attempts - 1;
     if (latencies.length < MAX_SAMPLES) latencies.push(hold.waitedMs);
-    const call = { resource, write, uid: hold.uid, node: config.local };
+    const call = { resource, write, uid: hold.uid, node: config.local, token: hold.token };
     try {
       await witness.request(WitnessEnter, call, witnessOptions);
       const [lo, hi] = config.holdMs;

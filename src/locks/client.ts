@@ -5,11 +5,23 @@
  * A write lock is granted when `n/2 + 1` of the `n` lock nodes grant it; a
  * read lock when `n - n/2` (rounded up half, at least 1) do, as dsync: then
  * every read quorum and every write quorum share a node, so a reader and a
- * writer can never both hold. A failed attempt releases what it got and is
- * retried with jittered exponential backoff until the timeout. While held, a
- * refresh loop tells every node the owner is alive; when fewer than a quorum
- * confirm, the lock is lost: the holder's `lost` signal is aborted and the
- * lock released.
+ * writer can never both hold. An attempt returns as soon as a quorum granted
+ * (later grants are kept: refresh and unlock go to every node), fails as soon
+ * as a quorum is out of reach, and is bounded by `attemptTimeout`; a failed
+ * attempt is released in the background and retried with jittered
+ * exponential backoff until the timeout. The caller's `signal` and `timeout`
+ * bound every step, each per-node call included.
+ *
+ * One lease clock: the lock nodes decide the lease and return it with every
+ * grant and refresh. The hold's `expiresAt` is the send time of the last
+ * round a quorum confirmed plus the shortest lease they reported (on this
+ * process's monotonic clock), the refresh schedule derives from it, and
+ * `lost` aborts no later than `expiresAt` when no refresh got through.
+ *
+ * Fencing: a write grant carries each node's proposal (one more than the
+ * highest token it saw for the resources); the token is the largest
+ * proposal, and when the quorum's proposals differ a second round records it
+ * on a quorum before the lock is handed out (docs/LOCKS.md has the argument).
  *
  * The local node (when it is a lock node) is served from its own
  * {@link LockTable} without a network call; remote nodes through grid
@@ -20,9 +32,12 @@
 
 import { GridError, TimeoutError } from "../errors.ts";
 import type { Manager } from "../manager.ts";
-import { type LockArgs, lockArgsCodec } from "./lock_args.ts";
+import { type LockArgs, type LockArgsCodec, lockArgsCodec } from "./lock_args.ts";
 import type { LockTable } from "./lock_table.ts";
 import { LOCK_HANDLERS, localLockTable } from "./server.ts";
+import { gridClosed, onGridClose } from "./_grid_close.ts";
+import { decodeReply, encodeFence, GRANTED, type LockReply } from "./_lock_reply.ts";
+import { enter, leave, queueKey } from "./_local_queue.ts";
 
 /**
  * Options of {@link DistributedLock}.
@@ -52,16 +67,34 @@ export interface DistributedLockOptions {
    */
   source?: string;
   /**
-   * How often a held lock is refreshed, ms. Keep it well below the nodes'
-   * `expireAfterMs`.
-   * @default 10000
+   * How often a held lock is refreshed, ms. The lease comes from the lock
+   * nodes: a lock whose `refreshInterval + callTimeout` is not below the
+   * granted lease is refused with `RangeError` (a live holder could lapse).
+   * @default a quarter of the granted lease
    */
   refreshInterval?: number;
   /**
-   * Deadline of one call to one node, ms.
+   * Deadline of one refresh or unlock call to one node, ms (capped at a
+   * quarter of the lease for refreshes).
    * @default 5000
    */
   callTimeout?: number;
+  /**
+   * Deadline of one acquire attempt (all its per-node calls), ms, as dsync's
+   * 1 s.
+   * @default 1000
+   */
+  attemptTimeout?: number;
+  /**
+   * How long an unconfirmed unlock is retried in the background, ms (dsync: 30 s).
+   * @default 30000
+   */
+  unlockRetryMs?: number;
+  /**
+   * The wire codec of `LockArgs`, the same as the lock nodes' (see `registerLockHandlers`).
+   * @default lockArgsCodec
+   */
+  codec?: LockArgsCodec;
   /**
    * The local node's table, when the local node is a lock node.
    * @default the table that registerLockHandlers(grid) serves
@@ -117,33 +150,102 @@ export interface LockHold {
   readonly attempts: number;
   /** Time from the call to the grant, ms. */
   readonly waitedMs: number;
+  /**
+   * Fencing token: for a write lock, strictly greater than the token of every
+   * earlier write holder of any of its resources; for a read lock, the token
+   * of the latest write it follows. A safe integer; pass it to the storage
+   * you protect, which rejects writes with a token below the last it took.
+   */
+  readonly token: number;
+  /**
+   * The earliest moment any granting node may drop the lock, on this
+   * process's `performance.now()` clock: the send time of the last grant or
+   * refresh round a quorum confirmed plus the lease. Moves on with each
+   * refresh; `lost` aborts by then at the latest when no refresh got through.
+   */
+  readonly expiresAt: number;
+  /** Unlocks (`await using hold = await mutex.lock()`). */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
-/** Result of one call to one node: granted, refused, or failed (down, timeout, remote error). */
-type Reply = true | false | Error;
+/**
+ * Unlock bookkeeping of one grid's lock clients, from {@link lockClientStats}.
+ *
+ * @example
+ * ```ts
+ * import { lockClientStats } from "wsgrid/locks";
+ * console.log(lockClientStats(grid).unlockUnconfirmed);
+ * ```
+ */
+export interface LockClientStats {
+  /** Unlock calls to one node retried in the background (after a failed first try). */
+  unlockRetries: number;
+  /** Unlocks to one node confirmed by a background retry. */
+  unlockConfirmedLate: number;
+  /** Unlocks to one node never confirmed within `unlockRetryMs` (the node drops it at lease end). */
+  unlockUnconfirmed: number;
+  /** Unlocks to one node being retried now. */
+  unlockPending: number;
+}
+
+const clientStats = new WeakMap<Manager, LockClientStats>();
+
+function statsOf(grid: Manager): LockClientStats {
+  let s = clientStats.get(grid);
+  if (s === undefined) {
+    s = { unlockRetries: 0, unlockConfirmedLate: 0, unlockUnconfirmed: 0, unlockPending: 0 };
+    clientStats.set(grid, s);
+  }
+  return s;
+}
+
+/**
+ * The unlock counters of the lock clients of `grid`.
+ *
+ * @param grid the node the clients run on
+ * @returns a copy of its counters
+ * @example
+ * ```ts
+ * import { lockClientStats } from "wsgrid/locks";
+ * const { unlockPending, unlockUnconfirmed } = lockClientStats(grid);
+ * ```
+ */
+export function lockClientStats(grid: Manager): LockClientStats {
+  return { ...statsOf(grid) };
+}
+
+/** Result of one call to one node: a reply, or failed (down, timeout, remote error, abort). */
+type Reply = LockReply | Error;
+
+type Op = "lock" | "rlock" | "unlock" | "runlock" | "refresh";
 
 interface Held {
   hold: LockHold;
   args: LockArgs;
   bytes: Uint8Array;
   controller: AbortController;
+  expiresAt: number;
+  refreshEvery: number;
+  refreshTimeout: number;
   timer: ReturnType<typeof setTimeout> | undefined;
+  lapse: ReturnType<typeof setTimeout> | undefined;
+  unhook: () => void;
 }
 
 /**
  * A distributed read/write lock over a set of resources (dsync's `DRWMutex`).
  * One instance holds at most one lock at a time; use one instance per
- * concurrent holder. While a lock is held its refresh timer runs (and keeps
- * the process alive) until `unlock()` or until the lock is lost.
+ * concurrent holder. While a lock is held its refresh timer runs until
+ * `unlock()`, until the lock is lost, or until `grid.close()`.
  *
  * @example
  * ```ts
  * import { DistributedLock, registerLockHandlers } from "wsgrid/locks";
  * registerLockHandlers(grid);
  * const mutex = new DistributedLock(grid, { resources: ["bucket/object"] });
- * const { lost } = await mutex.lock({ timeout: 5_000 });
+ * const { lost, token } = await mutex.lock({ timeout: 5_000 });
  * try {
- *   await work({ signal: lost });
+ *   await store.put("key", "value", { token, signal: lost });
  * } finally {
  *   await mutex.unlock();
  * }
@@ -159,9 +261,13 @@ export class DistributedLock {
   /** Where the lock is taken. */
   readonly source: string;
   private readonly grid: Manager;
-  private readonly refreshInterval: number;
+  private readonly refreshInterval: number | undefined;
   private readonly callTimeout: number;
+  private readonly attemptTimeout: number;
+  private readonly unlockRetryMs: number;
   private readonly table: LockTable | undefined;
+  private readonly codec: LockArgsCodec;
+  private readonly queueKey: string;
   private held: Held | null = null;
   private busy = false;
 
@@ -189,9 +295,15 @@ export class DistributedLock {
     this.hosts = [...hosts];
     this.owner = options.owner ?? grid.local;
     this.source = options.source ?? "";
-    this.refreshInterval = positive("refreshInterval", options.refreshInterval, 10_000);
+    this.refreshInterval = options.refreshInterval === undefined
+      ? undefined
+      : positive("refreshInterval", options.refreshInterval, 0);
     this.callTimeout = positive("callTimeout", options.callTimeout, 5_000);
+    this.attemptTimeout = positive("attemptTimeout", options.attemptTimeout, 1_000);
+    this.unlockRetryMs = positive("unlockRetryMs", options.unlockRetryMs, 30_000);
     this.table = options.table ?? localLockTable(grid);
+    this.codec = options.codec ?? lockArgsCodec;
+    this.queueKey = queueKey(this.resources, this.hosts);
     if (hosts.includes(grid.local) && this.table === undefined) {
       throw new TypeError(
         "Cannot create DistributedLock: the local node is a lock host but serves no locks (call registerLockHandlers first)",
@@ -218,12 +330,13 @@ export class DistributedLock {
    * Acquires the write lock on a quorum of nodes, retrying until `timeout`.
    *
    * @param options timeout, retry pauses, signal
-   * @returns the hold, with its `lost` signal
+   * @returns the hold, with its `lost` signal, fencing `token` and `expiresAt`
    * @throws {TimeoutError} when no quorum was reached in time
+   * @throws {RangeError} when the granted lease is too short for `refreshInterval + callTimeout`
    * @throws {GridError} (code `"lock-busy"`) when this instance already holds or is acquiring
    * @example
    * ```ts
-   * const { lost } = await mutex.lock({ timeout: 1_000 });
+   * const { lost, token } = await mutex.lock({ timeout: 1_000 });
    * ```
    */
   lock(options: LockOptions = {}): Promise<LockHold> {
@@ -234,8 +347,9 @@ export class DistributedLock {
    * Acquires a read lock (shared with other readers, exclusive of writers).
    *
    * @param options timeout, retry pauses, signal
-   * @returns the hold, with its `lost` signal
+   * @returns the hold, with its `lost` signal, `token` (of the latest write) and `expiresAt`
    * @throws {TimeoutError} when no quorum was reached in time
+   * @throws {RangeError} when the granted lease is too short for `refreshInterval + callTimeout`
    * @throws {GridError} (code `"lock-busy"`) when this instance already holds or is acquiring
    * @example
    * ```ts
@@ -247,8 +361,11 @@ export class DistributedLock {
   }
 
   /**
-   * Releases the held lock on every node (best effort: a node that is down
-   * drops it when it expires). Does nothing when no lock is held.
+   * Releases the held lock on every node. Waits at most `callTimeout` for the
+   * first try; a node that did not confirm is retried in the background with
+   * jitter for up to `unlockRetryMs` (see {@link lockClientStats}); after
+   * that it drops the lock when its lease ends. Does nothing when no lock is
+   * held.
    *
    * @example
    * ```ts
@@ -258,9 +375,18 @@ export class DistributedLock {
   async unlock(): Promise<void> {
     const held = this.held;
     if (held === null) return;
-    this.held = null;
+    this.drop(held);
+    await this.release(held.hold.write, held.args, held.bytes, this.hosts, this.callTimeout);
+  }
+
+  /** Stops the timers of `held` and forgets it. */
+  private drop(held: Held): void {
+    if (this.held === held) this.held = null;
     if (held.timer !== undefined) clearTimeout(held.timer);
-    await this.release(held.hold.write, held.args, held.bytes, this.hosts);
+    if (held.lapse !== undefined) clearTimeout(held.lapse);
+    held.timer = held.lapse = undefined;
+    held.unhook();
+    if (held.hold.write) leave(this.grid, this.queueKey);
   }
 
   /** Tries until a quorum grants, the timeout passes or the signal aborts. */
@@ -275,11 +401,22 @@ export class DistributedLock {
     const quorum = write ? this.writeQuorum : this.readQuorum;
     this.busy = true;
     const started = performance.now();
+    const deadline = started + timeout;
     let attempts = 0;
     let last = "";
+    // Write lockers of this process on the same lock take turns here (see _local_queue.ts).
+    let queued = false;
+    let holding = false;
     try {
+      if (write) {
+        queued = await enter(this.grid, this.queueKey, timeout, signal);
+        if (!queued) {
+          throw new TimeoutError(`Cannot lock ${this.describe()}: still behind other holders of this process after ${timeout} ms`);
+        }
+      }
       for (;;) {
         signal?.throwIfAborted();
+        if (gridClosed(this.grid)) throw new GridError("closed", `Cannot lock ${this.describe()}: the grid is closed`);
         attempts++;
         const args: LockArgs = {
           uid: crypto.randomUUID(),
@@ -288,36 +425,22 @@ export class DistributedLock {
           owner: this.owner,
           quorum,
         };
-        const bytes = lockArgsCodec.encode(args);
-        const left = timeout - (performance.now() - started);
-        const callTimeout = Math.max(1, Math.min(this.callTimeout, left));
-        const replies = await Promise.all(
-          this.hosts.map((h) => this.call(h, write ? "lock" : "rlock", args, bytes, callTimeout)),
-        );
-        const granted = replies.filter((r) => r === true).length;
-        if (granted >= quorum && !signal?.aborted) {
-          const controller = new AbortController();
-          const hold: LockHold = {
-            uid: args.uid,
-            write,
-            lost: controller.signal,
-            attempts,
-            waitedMs: performance.now() - started,
-          };
-          const held: Held = { hold, args, bytes, controller, timer: undefined };
-          this.held = held;
-          this.scheduleRefresh(held);
-          return hold;
+        const bytes = this.codec.encode(args);
+        const budget = Math.max(1, Math.min(this.attemptTimeout, deadline - performance.now()));
+        const outcome = await this.attempt(write, args, bytes, quorum, budget, signal);
+        if (outcome.ok) {
+          const hold = this.hold(write, args, bytes, outcome, attempts, started);
+          if (hold !== undefined) {
+            holding = true;
+            return hold;
+          }
+          last = "the token round reached no quorum before the lease ran out";
+        } else {
+          last = outcome.why;
         }
-        // Not enough: give back what was granted, and what may have been
-        // (a timed-out call can still be granted later).
-        const release = this.hosts.filter((_, i) => replies[i] !== false);
-        await this.release(write, args, bytes, release);
-        const failed = replies.filter((r) => r instanceof Error).length;
-        last = `${granted} of ${this.hosts.length} granted, ${failed} failed, quorum ${quorum}`;
         signal?.throwIfAborted();
-        const elapsed = performance.now() - started;
-        if (elapsed >= timeout) {
+        const now = performance.now();
+        if (now >= deadline) {
           throw new TimeoutError(
             `Cannot ${write ? "lock" : "rlock"} ${this.describe()}: no quorum within ${timeout} ms ` +
               `after ${attempts} attempts (last: ${last})`,
@@ -325,66 +448,323 @@ export class DistributedLock {
         }
         const ceiling = Math.min(retryMax, retryMin * 2 ** Math.min(attempts - 1, 20));
         const pause = retryMin + Math.random() * (ceiling - retryMin);
-        await sleep(Math.min(pause, timeout - elapsed), signal);
+        await sleep(Math.min(pause, deadline - now), signal);
       }
     } finally {
       this.busy = false;
+      if (queued && !holding) leave(this.grid, this.queueKey);
     }
   }
 
-  /** Arms the next refresh of `held`. */
-  private scheduleRefresh(held: Held): void {
-    held.timer = setTimeout(() => void this.refresh(held), this.refreshInterval);
+  /**
+   * One attempt: asks every node, settles as soon as a quorum granted (then
+   * the token round when needed) or is out of reach, at `budget` ms, or when
+   * `signal` aborts. What a failed attempt may hold is released in the
+   * background.
+   */
+  private async attempt(
+    write: boolean,
+    args: LockArgs,
+    bytes: Uint8Array,
+    quorum: number,
+    budget: number,
+    signal: AbortSignal | undefined,
+  ): Promise<Attempt> {
+    const controller = new AbortController();
+    const sentAt = performance.now();
+    const end = sentAt + budget;
+    const n = this.hosts.length;
+    const replies: (Reply | undefined)[] = new Array(n).fill(undefined);
+    let finish!: (outcome: Attempt) => void;
+    const settled = new Promise<Attempt>((resolve) => finish = resolve);
+    let done = false;
+    let granted = 0;
+    let refused = 0;
+    let failed = 0;
+    const grants: LockReply[] = [];
+    const why = () => `${granted} of ${n} granted, ${failed} failed, quorum ${quorum}`;
+    const settle = (outcome: Attempt) => {
+      if (done) return;
+      done = true;
+      finish(outcome);
+    };
+    const onAbort = () => settle({ ok: false, why: "aborted" });
+    const timer = setTimeout(() => settle({ ok: false, why: `attempt timed out after ${Math.round(budget)} ms (${why()})` }), budget);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const requestSignal = signal === undefined ? controller.signal : AbortSignal.any([controller.signal, signal]);
+    this.hosts.forEach((host, i) => {
+      void this.call(host, write ? "lock" : "rlock", args, bytes, budget, requestSignal).then((r) => {
+        replies[i] = r;
+        if (done) return;
+        if (r instanceof Error) failed++;
+        else if (r.status === GRANTED) {
+          granted++;
+          grants.push(r);
+        } else refused++;
+        if (granted >= quorum) settle({ ok: true, sentAt, grants: [...grants], replies, end });
+        else if (refused + failed > n - quorum) settle({ ok: false, why: why() });
+      });
+    });
+    let outcome = await settled;
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
+    if (outcome.ok && write) outcome = await this.fence(args, bytes, quorum, outcome, requestSignal, why);
+    if (!outcome.ok || signal?.aborted) {
+      controller.abort(new GridError("lock-abandoned", "Lock attempt abandoned"));
+      // Refused nodes hold nothing; every other may (a call in flight can still be granted).
+      const release = this.hosts.filter((_, i) => {
+        const r = replies[i];
+        return r === undefined || r instanceof Error || r.status === GRANTED;
+      });
+      void this.release(write, args, bytes, release, this.callTimeout);
+      if (outcome.ok) return { ok: false, why: "aborted" };
+    }
+    return outcome;
   }
 
-  /** Refreshes `held` on every node; below quorum, aborts its `lost` signal and releases it. */
+  /**
+   * The fencing round: the token is the largest proposal of the quorum that
+   * granted; when they all proposed it, every one of them already recorded
+   * it (one round). Otherwise it is recorded on a quorum of the granting
+   * nodes (`lock.v2.fence`) before the lock is handed out.
+   */
+  private async fence(
+    args: LockArgs,
+    bytes: Uint8Array,
+    quorum: number,
+    outcome: Granted,
+    signal: AbortSignal,
+    why: () => string,
+  ): Promise<Attempt> {
+    const token = Math.max(...outcome.grants.map((g) => g.token));
+    if (outcome.grants.every((g) => g.token === token)) return { ...outcome, token };
+    const granting = this.hosts.filter((_, i) => {
+      const r = outcome.replies[i];
+      return r !== undefined && !(r instanceof Error) && r.status === GRANTED;
+    });
+    const budget = Math.max(1, outcome.end - performance.now());
+    const payload = encodeFence(token, bytes);
+    let confirmed = 0;
+    let failed = 0;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const ok = await new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), budget);
+      signal.addEventListener("abort", () => resolve(false), { once: true });
+      for (const host of granting) {
+        void this.fenceOne(host, args, token, payload, budget, signal).then((yes) => {
+          if (yes) confirmed++;
+          else failed++;
+          if (confirmed >= quorum) resolve(true);
+          else if (failed > granting.length - quorum) resolve(false);
+        });
+      }
+    });
+    clearTimeout(timer);
+    return ok ? { ...outcome, token } : { ok: false, why: `token ${token} recorded by ${confirmed} nodes (${why()})` };
+  }
+
+  /** Records `token` on one node; `true` when it did. */
+  private async fenceOne(
+    host: string,
+    args: LockArgs,
+    token: number,
+    payload: Uint8Array,
+    timeout: number,
+    signal: AbortSignal,
+  ): Promise<boolean> {
+    if (host === this.grid.local) return this.table!.fence(args, token);
+    try {
+      const res = await this.grid.connection(host).request(LOCK_HANDLERS.fence, payload, { timeout, signal });
+      return decodeReply(res)?.status === GRANTED;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Turns a granted attempt into a hold, or `undefined` when its lease is already over. */
+  private hold(
+    write: boolean,
+    args: LockArgs,
+    bytes: Uint8Array,
+    outcome: Granted,
+    attempts: number,
+    started: number,
+  ): LockHold | undefined {
+    const lease = Math.min(...outcome.grants.map((g) => g.leaseMs));
+    const refreshTimeout = Math.min(this.callTimeout, lease / 4);
+    const refreshEvery = this.refreshInterval ?? lease / 4;
+    if (refreshEvery + (this.refreshInterval === undefined ? refreshTimeout : this.callTimeout) >= lease) {
+      void this.release(write, args, bytes, this.hosts, this.callTimeout);
+      throw new RangeError(
+        `Cannot hold lock on ${this.describe()}: refreshInterval ${refreshEvery} + callTimeout ${this.callTimeout} ms ` +
+          `must be below the lease of ${lease} ms the lock nodes granted, or a live lock could lapse`,
+      );
+    }
+    const expiresAt = outcome.sentAt + lease;
+    if (performance.now() >= expiresAt) {
+      void this.release(write, args, bytes, this.hosts, this.callTimeout);
+      return undefined;
+    }
+    const controller = new AbortController();
+    const token = outcome.token ?? Math.max(...outcome.grants.map((g) => g.token));
+    const held: Held = {
+      hold: undefined as unknown as LockHold,
+      args,
+      bytes,
+      controller,
+      expiresAt,
+      refreshEvery,
+      refreshTimeout,
+      timer: undefined,
+      lapse: undefined,
+      unhook: () => {},
+    };
+    const hold: LockHold = {
+      uid: args.uid,
+      write,
+      lost: controller.signal,
+      attempts,
+      waitedMs: performance.now() - started,
+      token,
+      get expiresAt() {
+        return held.expiresAt;
+      },
+      [Symbol.asyncDispose]: () => this.held === held ? this.unlock() : Promise.resolve(),
+    };
+    held.hold = hold;
+    this.held = held;
+    held.unhook = onGridClose(this.grid, () => this.lose(held, "the grid was closed", false));
+    this.arm(held, outcome.sentAt);
+    return hold;
+  }
+
+  /** Arms the next refresh (from the send time of the last confirmed round) and the lapse at `expiresAt`. */
+  private arm(held: Held, sentAt: number): void {
+    const now = performance.now();
+    held.timer = setTimeout(() => void this.refresh(held), Math.max(0, sentAt + held.refreshEvery - now));
+    if (held.lapse !== undefined) clearTimeout(held.lapse);
+    held.lapse = setTimeout(
+      () => this.lose(held, `its lease ran out at ${Math.round(held.expiresAt)} with no refresh confirmed by a quorum`, true),
+      Math.max(0, held.expiresAt - now),
+    );
+  }
+
+  /** Refreshes `held` on every node; settles at a quorum; below it, loses the lock. */
   private async refresh(held: Held): Promise<void> {
     held.timer = undefined;
     if (this.held !== held) return;
-    const replies = await Promise.all(
-      this.hosts.map((h) => this.call(h, "refresh", held.args, held.bytes, this.callTimeout)),
-    );
-    if (this.held !== held) return;
-    const confirmed = replies.filter((r) => r === true).length;
     const quorum = held.hold.write ? this.writeQuorum : this.readQuorum;
+    const sentAt = performance.now();
+    const n = this.hosts.length;
+    let confirmed = 0;
+    let missing = 0;
+    let lease = Infinity;
+    await new Promise<void>((resolve) => {
+      for (const host of this.hosts) {
+        void this.call(host, "refresh", held.args, held.bytes, held.refreshTimeout, undefined).then((r) => {
+          if (r instanceof Error || r.status !== GRANTED) missing++;
+          else {
+            confirmed++;
+            lease = Math.min(lease, r.leaseMs);
+          }
+          if (confirmed >= quorum || missing > n - quorum) resolve();
+        });
+      }
+    });
+    if (this.held !== held) return;
     if (confirmed >= quorum) {
-      this.scheduleRefresh(held);
+      held.expiresAt = Math.max(held.expiresAt, sentAt + lease);
+      this.arm(held, sentAt);
       return;
     }
-    this.held = null;
-    held.controller.abort(
-      new GridError(
-        "lock-lost",
-        `Lock lost on ${this.describe()}: refresh confirmed by ${confirmed} of ${this.hosts.length} nodes, quorum ${quorum}`,
-      ),
-    );
-    await this.release(held.hold.write, held.args, held.bytes, this.hosts);
+    this.lose(held, `refresh confirmed by ${confirmed} of ${n} nodes, quorum ${quorum}`, true);
   }
 
-  /** Unlocks on `hosts` (best effort). */
-  private async release(write: boolean, args: LockArgs, bytes: Uint8Array, hosts: readonly string[]): Promise<void> {
-    await Promise.all(hosts.map((h) => this.call(h, write ? "unlock" : "runlock", args, bytes, this.callTimeout)));
+  /** Aborts `lost` and releases the lock (in the background when `release`). */
+  private lose(held: Held, why: string, release: boolean): void {
+    if (this.held !== held) return;
+    this.drop(held);
+    held.controller.abort(new GridError("lock-lost", `Lock lost on ${this.describe()}: ${why}`));
+    if (release) void this.release(held.hold.write, held.args, held.bytes, this.hosts, this.callTimeout);
+  }
+
+  /**
+   * Unlocks on `hosts`: waits for the first try (at most `timeout`), then
+   * retries the nodes that failed in the background, with full jitter, for up
+   * to `unlockRetryMs` or until the grid closes.
+   */
+  private async release(
+    write: boolean,
+    args: LockArgs,
+    bytes: Uint8Array,
+    hosts: readonly string[],
+    timeout: number,
+  ): Promise<void> {
+    const op = write ? "unlock" : "runlock";
+    const first = await Promise.all(hosts.map((h) => this.call(h, op, args, bytes, timeout, undefined)));
+    const failed = hosts.filter((_, i) => first[i] instanceof Error);
+    if (failed.length === 0 || gridClosed(this.grid)) return;
+    const stats = statsOf(this.grid);
+    const until = performance.now() + this.unlockRetryMs;
+    for (const host of failed) {
+      stats.unlockPending++;
+      void this.retryUnlock(host, op, args, bytes, until, stats);
+    }
+  }
+
+  /** Background retries of one unlock to one node. */
+  private async retryUnlock(
+    host: string,
+    op: "unlock" | "runlock",
+    args: LockArgs,
+    bytes: Uint8Array,
+    until: number,
+    stats: LockClientStats,
+  ): Promise<void> {
+    const closed = new AbortController();
+    const unhook = onGridClose(this.grid, () => closed.abort(new GridError("closed", "Grid closed")));
+    try {
+      for (let round = 0; round < 64; round++) {
+        const left = until - performance.now();
+        if (left <= 0) break;
+        await sleep(Math.random() * Math.min(2_000, 50 * 2 ** round, left), closed.signal).catch(() => {});
+        if (closed.signal.aborted) break;
+        stats.unlockRetries++;
+        const r = await this.call(host, op, args, bytes, Math.max(1, Math.min(this.callTimeout, until - performance.now())), closed.signal);
+        if (!(r instanceof Error)) {
+          stats.unlockConfirmedLate++;
+          return;
+        }
+      }
+      stats.unlockUnconfirmed++;
+    } finally {
+      stats.unlockPending--;
+      unhook();
+    }
   }
 
   /** One call to one node; never rejects. */
   private async call(
     host: string,
-    op: "lock" | "rlock" | "unlock" | "runlock" | "refresh",
+    op: Op,
     args: LockArgs,
     bytes: Uint8Array,
     timeout: number,
+    signal: AbortSignal | undefined,
   ): Promise<Reply> {
     if (host === this.grid.local) {
       const table = this.table!;
       try {
-        return table[op](args);
+        const ok = table[op](args);
+        const token = ok && (op === "lock" || op === "rlock") ? table.tokenOf(args.uid) : 0;
+        return { status: ok ? GRANTED : table.recovering && (op === "lock" || op === "rlock") ? 2 : 0, leaseMs: table.leaseMs, token };
       } catch (e) {
         return e instanceof Error ? e : new Error(String(e));
       }
     }
     try {
-      const res = await this.grid.connection(host).request(LOCK_HANDLERS[op], bytes, { timeout });
-      return res.length === 1 && res[0] === 1;
+      const res = await this.grid.connection(host).request(LOCK_HANDLERS[op], bytes, { timeout, signal });
+      return decodeReply(res) ?? new Error(`Cannot read the reply of ${host}: ${res.length} bytes`);
     } catch (e) {
       return e instanceof Error ? e : new Error(String(e));
     }
@@ -396,6 +776,18 @@ export class DistributedLock {
     return this.resources.length > 3 ? `${shown} and ${this.resources.length - 3} more` : shown;
   }
 }
+
+/** A granted attempt: when its calls were sent, the grants, every reply so far, its end. */
+interface Granted {
+  ok: true;
+  sentAt: number;
+  grants: LockReply[];
+  replies: (Reply | undefined)[];
+  end: number;
+  token?: number;
+}
+
+type Attempt = Granted | { ok: false; why: string };
 
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -417,7 +809,7 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
 }
 
 function positive(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
+  if (value === undefined && fallback > 0) return fallback;
   if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
     throw new RangeError(`Cannot use DistributedLock: "${name}" must be a positive number, got ${value}`);
   }

@@ -77,13 +77,13 @@ export interface LockArgs {
  * @example
  * ```ts
  * import { LOCK_ARGS_LIMITS } from "wsgrid/locks";
- * console.log(LOCK_ARGS_LIMITS.maxResources); // 10000
+ * console.log(LOCK_ARGS_LIMITS.maxResources); // 1000
  * ```
  */
 export interface LockArgsLimits {
   /**
-   * Most resources in one request (dsync refuses more than 10 000).
-   * @default 10000
+   * Most resources in one request (as dsync's `maxDeleteList`: 1 000).
+   * @default 1000
    */
   readonly maxResources: number;
   /**
@@ -111,7 +111,7 @@ export interface LockArgsLimits {
  * ```
  */
 export const LOCK_ARGS_LIMITS: LockArgsLimits = Object.freeze({
-  maxResources: 10_000,
+  maxResources: 1_000,
   maxStringBytes: 16_384,
   maxQuorum: 65_535,
 });

@@ -8,8 +8,14 @@
  *   and exclude writers;
  * - a request for several resources is all or nothing on this node;
  * - locks are released by `uid` (and `owner`, as dsync matches both);
- * - the owner refreshes its locks; a lock not refreshed for a while is dropped
- *   by {@link LockTable.expireOlderThan} (its owner died or lost its network);
+ * - the owner refreshes its locks; a lock not refreshed within the table's
+ *   lease (`leaseMs`) is dropped (its owner died or lost its network): never
+ *   earlier than `leaseMs` after its last grant or refresh, so a holder that
+ *   counts its lease from the moment it *sent* the request knows the earliest
+ *   moment this node may drop it;
+ * - every write grant carries a fencing-token proposal, one more than the
+ *   highest token this node has seen for any of the resources (see
+ *   docs/LOCKS.md for why a quorum of them makes tokens strictly increase);
  * - a refused lock is `false`, never an exception.
  *
  * @module
@@ -34,6 +40,20 @@ export interface LockTableOptions {
    * @default () => performance.now()
    */
   now?: () => number;
+  /**
+   * The lease: a lock not refreshed for this long may be dropped, ms. The
+   * lock service returns it with every grant and refresh, and clients derive
+   * their refresh schedule from it.
+   * @default 60000
+   */
+  leaseMs?: number;
+  /**
+   * How many resources' fencing counters are kept; past that the least
+   * recently used one is folded into one node-wide floor (never lowering any
+   * future token), so memory stays bounded.
+   * @default 100000
+   */
+  maxTrackedResources?: number;
 }
 
 /**
@@ -60,6 +80,10 @@ export interface LockTableStats {
   expired: number;
   /** Locks (one per resource) dropped by {@link LockTable.forceUnlock}. */
   forceUnlocked: number;
+  /** The highest fencing token this node has handed out or recorded. */
+  maxToken: number;
+  /** `true` while the node is recovering its token floor and refuses every lock. */
+  recovering: boolean;
 }
 
 /**
@@ -95,6 +119,8 @@ interface UidLocks {
   readonly entries: Set<LockEntry>;
   /** Some of its locks were force-unlocked or expired: refresh reports it. */
   lost: boolean;
+  /** The fencing token of this uid here: its write proposal, or the read's latest write. */
+  token: number;
 }
 
 /**
@@ -115,6 +141,15 @@ export class LockTable {
   private readonly byResource = new Map<string, LockEntry[]>();
   private readonly byUid = new Map<string, UidLocks>();
   private readonly now: () => number;
+  /** Per resource, the highest fencing token seen here (least recently used first). */
+  private readonly tokens = new Map<string, number>();
+  private readonly maxTracked: number;
+  /** Lower bound of every resource's token: evicted counters and the recovered floor. */
+  private floor = 0;
+  private highest = 0;
+  private isRecovering = false;
+  /** The lease, ms: see {@link LockTableOptions.leaseMs}. */
+  readonly leaseMs: number;
   private granted = 0;
   private refused = 0;
   private expired = 0;
@@ -127,8 +162,112 @@ export class LockTable {
    */
   constructor(options: LockTableOptions = {}) {
     this.now = options.now ?? (() => performance.now());
+    this.leaseMs = positive("leaseMs", options.leaseMs, 60_000);
+    this.maxTracked = positive("maxTrackedResources", options.maxTrackedResources, 100_000);
   }
 
+  /** `true` while the table refuses every lock until {@link recover} is called. */
+  get recovering(): boolean {
+    return this.isRecovering;
+  }
+
+  /**
+   * Refuses every `lock`/`rlock` until {@link recover}: a node that restarted
+   * lost its fencing counters and must first learn the highest token a quorum
+   * of its peers has seen.
+   *
+   * @example
+   * ```ts
+   * import { LockTable } from "wsgrid/locks";
+   * const table = new LockTable();
+   * table.beginRecovery();
+   * table.recover(42); // tokens handed out from now on are above 42
+   * ```
+   */
+  beginRecovery(): void {
+    this.isRecovering = true;
+  }
+
+  /**
+   * Raises the token floor to `floor` and ends recovery.
+   *
+   * @param floor the highest token the peers reported
+   * @example
+   * ```ts
+   * import { LockTable } from "wsgrid/locks";
+   * new LockTable().recover(7);
+   * ```
+   */
+  recover(floor: number): void {
+    if (Number.isSafeInteger(floor) && floor > this.floor) this.floor = floor;
+    if (this.floor > this.highest) this.highest = this.floor;
+    this.isRecovering = false;
+  }
+
+  /**
+   * The highest fencing token this node has handed out or recorded (what a
+   * restarting peer recovers from).
+   *
+   * @returns a safe integer, 0 when none
+   * @example
+   * ```ts
+   * import { LockTable } from "wsgrid/locks";
+   * new LockTable().maxToken(); // 0
+   * ```
+   */
+  maxToken(): number {
+    return this.highest;
+  }
+
+  /**
+   * The fencing token recorded here for `uid`: for a write lock this node's
+   * proposal (or the raised value after {@link fence}), for a read lock the
+   * token of the latest write on its resources.
+   *
+   * @param uid the lock's uid
+   * @returns the token, or 0 when the uid holds nothing here
+   * @example
+   * ```ts
+   * import { LockTable } from "wsgrid/locks";
+   * const table = new LockTable();
+   * table.lock({ uid: "u1", resources: ["a"], source: "", owner: "n1", quorum: 2 });
+   * table.tokenOf("u1"); // 1
+   * ```
+   */
+  tokenOf(uid: string): number {
+    return this.byUid.get(uid)?.token ?? 0;
+  }
+
+  /**
+   * Records that the write lock of `args.uid` uses fencing token `token`:
+   * every resource's counter rises to at least `token`, so a later grant here
+   * proposes more. Done only while the uid still holds its write locks here.
+   *
+   * @param args the uid (and its resources)
+   * @param token the token the holder chose
+   * @returns `true` when recorded; `false` when the uid holds no write lock here (any more)
+   * @example
+   * ```ts
+   * import { LockTable } from "wsgrid/locks";
+   * const table = new LockTable();
+   * const args = { uid: "u1", resources: ["a"], source: "", owner: "n1", quorum: 2 };
+   * table.lock(args);
+   * table.fence(args, 9); // true: the next writer of "a" here gets 10
+   * ```
+   */
+  fence(args: LockArgs, token: number): boolean {
+    const locks = this.byUid.get(args.uid);
+    if (locks === undefined || locks.lost || !Number.isSafeInteger(token)) return false;
+    let writer = false;
+    for (const entry of locks.entries) {
+      if (!entry.writer) continue;
+      writer = true;
+      this.raise(entry.resource, token);
+    }
+    if (!writer) return false;
+    if (token > locks.token) locks.token = token;
+    return true;
+  }
   /**
    * Takes a write lock on every resource of `args`, or on none: granted only
    * when no resource is locked at all (by a writer or a reader, this uid
@@ -144,8 +283,18 @@ export class LockTable {
    */
   lock(args: LockArgs): boolean {
     const resources = unique(args.resources);
-    if (resources.length === 0 || resources.some((r) => this.byResource.has(r))) return this.refuse();
-    for (const resource of resources) this.byResource.set(resource, [this.addEntry(args, resource, true)]);
+    if (this.isRecovering || resources.length === 0) return this.refuse();
+    const cutoff = this.now() - this.leaseMs;
+    for (const resource of resources) {
+      if (this.byResource.has(resource) && !this.dropExpired(resource, cutoff)) return this.refuse();
+    }
+    let token = 0;
+    for (const resource of resources) token = Math.max(token, this.tokenAt(resource));
+    token++;
+    for (const resource of resources) {
+      this.byResource.set(resource, [this.addEntry(args, resource, true, token)]);
+      this.raise(resource, token);
+    }
     return this.grant();
   }
 
@@ -166,17 +315,20 @@ export class LockTable {
    */
   rlock(args: LockArgs): boolean {
     const resources = unique(args.resources);
-    if (resources.length === 0) return this.refuse();
+    if (this.isRecovering || resources.length === 0) return this.refuse();
+    const cutoff = this.now() - this.leaseMs;
     for (const resource of resources) {
       const held = this.byResource.get(resource);
-      if (held !== undefined && held[0].writer) return this.refuse();
+      if (held !== undefined && held[0].writer && !this.dropExpired(resource, cutoff)) return this.refuse();
     }
+    let token = 0;
+    for (const resource of resources) token = Math.max(token, this.tokenAt(resource));
     for (const resource of resources) {
       const held = this.byResource.get(resource);
       if (held === undefined) {
-        this.byResource.set(resource, [this.addEntry(args, resource, false)]);
+        this.byResource.set(resource, [this.addEntry(args, resource, false, token)]);
       } else if (!held.some((e) => e.uid === args.uid && e.owner === args.owner)) {
-        held.push(this.addEntry(args, resource, false));
+        held.push(this.addEntry(args, resource, false, token));
       }
     }
     return this.grant();
@@ -244,11 +396,13 @@ export class LockTable {
   }
 
   /**
-   * Drops every lock on `args.resources`, whoever holds it; with no
-   * resources, drops every lock of `args.uid`. The uids that lose a lock this
-   * way see `refresh()` return `false`.
+   * Drops every lock of `args.uid`; with no uid, every lock on
+   * `args.resources`, whoever holds it. The uid wins when both are given (as
+   * dsync's `ForceUnlock`): the resources only name what it held, so other
+   * holders of them keep their locks. The uids that lose a lock this way see
+   * `refresh()` return `false`.
    *
-   * @param args the resources, or only a uid
+   * @param args a uid, or (with an empty uid) the resources
    * @returns `true` (as dsync: afterwards nothing asked for is locked here);
    *   `false` only when neither resources nor a uid were given
    * @example
@@ -260,7 +414,8 @@ export class LockTable {
    * ```
    */
   forceUnlock(args: LockArgs): boolean {
-    if (args.resources.length > 0) {
+    if (args.uid === "") {
+      if (args.resources.length === 0) return false;
       for (const resource of args.resources) {
         const held = this.byResource.get(resource);
         if (held === undefined) continue;
@@ -270,7 +425,6 @@ export class LockTable {
       }
       return true;
     }
-    if (args.uid === "") return false;
     const locks = this.byUid.get(args.uid);
     if (locks !== undefined) {
       for (const entry of [...locks.entries]) {
@@ -280,6 +434,22 @@ export class LockTable {
       }
     }
     return true;
+  }
+
+  /**
+   * Drops every lock whose lease ran out: not refreshed for more than
+   * {@link leaseMs} (what the lock service's sweep calls).
+   *
+   * @returns how many locks (one per resource and holder) were dropped
+   * @example
+   * ```ts
+   * import { LockTable } from "wsgrid/locks";
+   * const table = new LockTable({ leaseMs: 30_000 });
+   * setInterval(() => table.expire(), 5_000);
+   * ```
+   */
+  expire(): number {
+    return this.expireOlderThan(this.leaseMs);
   }
 
   /**
@@ -337,6 +507,8 @@ export class LockTable {
       refused: this.refused,
       expired: this.expired,
       forceUnlocked: this.forceUnlocked,
+      maxToken: this.highest,
+      recovering: this.isRecovering,
     };
   }
 
@@ -373,7 +545,7 @@ export class LockTable {
   }
 
   /** Records a new lock of `args.uid` on `resource`; the caller puts it on the resource. */
-  private addEntry(args: LockArgs, resource: string, writer: boolean): LockEntry {
+  private addEntry(args: LockArgs, resource: string, writer: boolean, token: number): LockEntry {
     const now = this.now();
     const entry: LockEntry = {
       resource,
@@ -387,8 +559,10 @@ export class LockTable {
     };
     let locks = this.byUid.get(args.uid);
     if (locks === undefined) {
-      locks = { entries: new Set(), lost: false };
+      locks = { entries: new Set(), lost: false, token };
       this.byUid.set(args.uid, locks);
+    } else if (token > locks.token) {
+      locks.token = token;
     }
     locks.entries.add(entry);
     return entry;
@@ -412,6 +586,46 @@ export class LockTable {
     else this.byResource.set(entry.resource, rest);
   }
 
+  /**
+   * Drops the locks on `resource` whose lease ran out before `cutoff`.
+   *
+   * @returns `true` when the resource is free afterwards
+   */
+  private dropExpired(resource: string, cutoff: number): boolean {
+    const held = this.byResource.get(resource);
+    if (held === undefined) return true;
+    const kept = held.filter((entry) => {
+      if (entry.refreshedAt >= cutoff) return true;
+      this.dropEntry(entry, true);
+      this.expired++;
+      return false;
+    });
+    if (kept.length === 0) {
+      this.byResource.delete(resource);
+      return true;
+    }
+    if (kept.length !== held.length) this.byResource.set(resource, kept);
+    return false;
+  }
+
+  /** The highest token seen for `resource` (the floor when it is not tracked). */
+  private tokenAt(resource: string): number {
+    return Math.max(this.floor, this.tokens.get(resource) ?? 0);
+  }
+
+  /** Raises the counter of `resource` to `token`; evicts the least recently used past the cap. */
+  private raise(resource: string, token: number): void {
+    const current = this.tokens.get(resource);
+    this.tokens.delete(resource);
+    this.tokens.set(resource, current === undefined || token > current ? token : current);
+    if (token > this.highest) this.highest = token;
+    while (this.tokens.size > this.maxTracked) {
+      const [oldest, value] = this.tokens.entries().next().value!;
+      this.tokens.delete(oldest);
+      if (value > this.floor) this.floor = value;
+    }
+  }
+
   /** Counts a granted request. */
   private grant(): true {
     this.granted++;
@@ -427,4 +641,12 @@ export class LockTable {
 
 function unique(resources: readonly string[]): string[] {
   return resources.length < 2 ? [...resources] : [...new Set(resources)];
+}
+
+function positive(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
+    throw new RangeError(`Cannot create LockTable: "${name}" must be a positive number, got ${value}`);
+  }
+  return value;
 }

@@ -9,8 +9,10 @@
  *   `lock.unlock`, `lock.rlock`, `lock.runlock`, `lock.refresh`,
  *   `lock.forceUnlock`, readOnly `lock.stats`) and expires stale locks.
  * - {@link DistributedLock}: takes a write lock on `n/2 + 1` nodes or a read
- *   lock on `n - n/2`, retries with jittered backoff, refreshes while held and
- *   aborts the holder's `lost` signal when the quorum is gone.
+ *   lock on `n - n/2`, returning at a quorum of grants; hands out a fencing
+ *   `token` and the lease's `expiresAt`; refreshes on the lease the nodes
+ *   decide and aborts the holder's `lost` signal when the quorum is gone.
+ *   docs/LOCKS.md has the guarantees and the fencing argument.
  *
  * @example
  * ```ts
@@ -19,13 +21,14 @@
  * import { DistributedLock, registerLockHandlers } from "wsgrid/locks";
  *
  * const grid = new Manager({ local, hosts, secret });
- * registerLockHandlers(grid, { expireAfterMs: 30_000, sweepMs: 5_000 });
+ * const { ready } = registerLockHandlers(grid, { leaseMs: 30_000, sweepMs: 5_000 });
  * await serve(grid, { port: 9000 });
+ * await ready;
  *
- * const mutex = new DistributedLock(grid, { resources: ["bucket/object"], refreshInterval: 5_000 });
- * const { lost } = await mutex.lock({ timeout: 10_000 });
+ * const mutex = new DistributedLock(grid, { resources: ["bucket/object"] });
+ * const { lost, token } = await mutex.lock({ timeout: 10_000 });
  * try {
- *   await work({ signal: lost });
+ *   await store.put("bucket/object", data, { token, signal: lost });
  * } finally {
  *   await mutex.unlock();
  * }

@@ -53,6 +53,9 @@ function checkSummary(run: DemoRun): number {
   const violations = Number(/invariant violations: (\d+)/.exec(run.output)?.[1] ?? NaN);
   assert.ok(ops > 0, `no completed operations in the summary:\n${run.output}`);
   assert.equal(violations, 0, `violations in the summary:\n${run.output}`);
+  const tokens = /fencing tokens: +(\d+)\.\.(\d+) over (\d+) write holds, 0 not above/.exec(run.output);
+  assert.ok(tokens, `a fencing-token range in the summary:\n${run.output}`);
+  assert.ok(Number(tokens[2]) >= Number(tokens[1]) && Number(tokens[3]) > 0, tokens[0]);
   assert.equal(run.code, 0, `exit code ${run.code}:\n${run.output}`);
   return ops;
 }

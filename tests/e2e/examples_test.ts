@@ -8,7 +8,7 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { bin, describeRun, freePortPair, run, runner } from "./_subprocess.ts";
+import { bin, describeRun, freePortPair, freePorts, run, runner } from "./_subprocess.ts";
 
 /** Bound of one example run; generous for a shared 2-core machine. */
 const RUN_TIMEOUT_MS = 60_000;
@@ -53,4 +53,28 @@ describe("examples", () => {
       assert.equal(lines.length, 2, `no other output\n${describeRun(what, res)}`);
     });
   }
+});
+
+const RUNNER_COMMAND: Record<Runtime, string[]> = {
+  deno: [bin("deno"), "run", "-A"],
+  bun: [bin("bun")],
+  node: [bin("node")],
+};
+
+describe("examples/fenced_kv.ts", () => {
+  it(`refuses the paused writer's stale token and keeps the later write (under ${runner})`, async () => {
+    const ports = await freePorts(3);
+    const [cmd, ...args] = RUNNER_COMMAND[runner];
+    const res = await run(cmd, [...args, "examples/fenced_kv.ts", "--ports", ports.join(",")], { timeoutMs: RUN_TIMEOUT_MS });
+    const what = `${runner} examples/fenced_kv.ts`;
+    assert.equal(res.code, 0, describeRun(what, res));
+    const lines = res.stdout.trim().split("\n");
+    const tokenOf = (re: RegExp) => Number(lines.find((l) => re.test(l))?.match(/token (\d+)/)?.[1]);
+    const a = tokenOf(/^A holds/);
+    const b = tokenOf(/^B holds/);
+    assert.ok(Number.isSafeInteger(a) && Number.isSafeInteger(b) && b > a, describeRun(what, res));
+    assert.ok(lines.includes(`B put balance=200 with token ${b} -> accepted`), describeRun(what, res));
+    assert.ok(lines.includes(`A put balance=100 with token ${a} -> rejected: stale token ${a} < ${b}`), describeRun(what, res));
+    assert.equal(lines.at(-1), "account/42 is balance=200", describeRun(what, res));
+  });
 });
