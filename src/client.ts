@@ -15,13 +15,14 @@
  * @module
  */
 import { Connection, type ConnectionOwner, type ConnectionSettings, type ConnectionState } from "./connection.ts";
-import { defineSingle, defineStream, type SingleDefinition, type StreamDefinition } from "./handlers/define.ts";
+import type { SingleDefinition, StreamDefinition } from "./handlers/define.ts";
 import { HandlerRegistry } from "./handlers/registry.ts";
 import type { Hello, Welcome } from "./protocol/handshake.ts";
 import { DEFAULT_LIMITS } from "./protocol/limits.ts";
 import { PROTOCOL_VERSION } from "./protocol/ops.ts";
 import type { GridSocket } from "./socket.ts";
 import { HandlerStatsTable } from "./stats/handler_stats.ts";
+import { callSingle, callStream } from "./typed_call.ts";
 import type { CallOptions, ConnectionStats, Stream } from "./types.ts";
 
 /** Options of {@link Client}. */
@@ -55,10 +56,6 @@ export interface ClientOptions {
   handshakeTimeout?: number;
   /** Opens the socket; defaults to the global WebSocket. */
   webSocket?: (url: string) => GridSocket;
-}
-
-function unknownDefinition(name: string): SingleDefinition<unknown, unknown> {
-  return defineSingle<unknown, unknown>(name);
 }
 
 /**
@@ -178,11 +175,7 @@ export class Client extends EventTarget {
    */
   request(handler: string, payload: unknown, options?: CallOptions): Promise<unknown>;
   request(handler: string | SingleDefinition<unknown, unknown>, payload: unknown, options?: CallOptions): Promise<unknown> {
-    if (typeof handler === "string") {
-      if (payload instanceof Uint8Array) return this.conn.request(handler, payload, options);
-      return this.conn.request(unknownDefinition(handler), payload, options);
-    }
-    return this.conn.request(handler, payload, options);
+    return callSingle(this.conn, handler, payload, options, "msgpack");
   }
 
   /**
@@ -223,11 +216,7 @@ export class Client extends EventTarget {
     payload: unknown,
     options?: CallOptions,
   ): Promise<Stream<unknown, unknown>> {
-    if (typeof handler === "string") {
-      if (payload instanceof Uint8Array) return this.conn.newStream(handler, payload, options);
-      return this.conn.newStream(defineStream<unknown, unknown, unknown>(handler), payload, options);
-    }
-    return this.conn.newStream(handler, payload, options);
+    return callStream(this.conn, handler, payload, options, "msgpack");
   }
 
   /** Resolves once connected. */

@@ -16,7 +16,8 @@ export type GridErrorCode =
   | "too-large"
   | "protocol"
   | "unknown-host"
-  | "closed";
+  | "closed"
+  | "exists";
 
 /**
  * Base class of every wsgrid error.
@@ -110,9 +111,10 @@ export class TimeoutError extends GridError {
    * Creates the error.
    *
    * @param message what timed out
+   * @param options standard error options (`cause`)
    */
-  constructor(message: string) {
-    super("timeout", message);
+  constructor(message: string, options?: ErrorOptions) {
+    super("timeout", message, options);
     this.name = "TimeoutError";
   }
 }

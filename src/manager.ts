@@ -360,12 +360,12 @@ export class Manager extends EventTarget implements SocketAcceptor {
    */
   handleStream<P, Req, Resp>(
     def: StreamDefinition<P, Req, Resp>,
-    fn: (call: StreamCall<P, Req, Resp>) => void | Promise<void>,
+    fn: (call: StreamCall<P, Req, Resp>) => void | Promise<void> | AsyncIterable<Resp>,
     options?: HandleOptions,
   ): void;
   handleStream<P, Req, Resp>(
     nameOrDef: string | StreamDefinition<P, Req, Resp>,
-    fn: StreamHandler | ((call: StreamCall<P, Req, Resp>) => void | Promise<void>),
+    fn: StreamHandler | ((call: StreamCall<P, Req, Resp>) => void | Promise<void> | AsyncIterable<Resp>),
     options: HandleStreamOptions = {},
   ): void {
     if (typeof fn !== "function") throw new TypeError("Cannot register stream handler: fn must be a function");
@@ -389,7 +389,7 @@ export class Manager extends EventTarget implements SocketAcceptor {
       payload: codecs.payload,
       request: codecs.request,
       response: codecs.response,
-      fn: fn as (call: StreamCall<unknown, unknown, unknown>) => void | Promise<void>,
+      fn: fn as (call: StreamCall<unknown, unknown, unknown>) => void | Promise<void> | AsyncIterable<unknown>,
     } as StreamEntry, options.subroute);
   }
 

@@ -89,8 +89,13 @@ export interface HandleStreamOptions extends HandleOptions {
 /** A raw single-request handler. */
 export type SingleHandler = (req: Uint8Array, ctx: CallContext) => Uint8Array | Promise<Uint8Array>;
 
-/** A raw stream handler. */
-export type StreamHandler = (call: StreamCall<Uint8Array, Uint8Array, Uint8Array>) => void | Promise<void>;
+/**
+ * A raw stream handler: it writes `call.responses` and returns (or throws), or it is an
+ * `async function*` whose yields are the responses (each waits for the caller's credit).
+ */
+export type StreamHandler = (
+  call: StreamCall<Uint8Array, Uint8Array, Uint8Array>,
+) => void | Promise<void> | AsyncIterable<Uint8Array>;
 
 /** Per-connection statistics, as in `GridStats.connections`. */
 export interface ConnectionStats {

@@ -26,7 +26,8 @@ export interface StreamEntry {
   readonly payload: Codec<unknown>;
   readonly request: Codec<unknown>;
   readonly response: Codec<unknown>;
-  readonly fn: (call: StreamCall<unknown, unknown, unknown>) => void | Promise<void>;
+  /** Writes `call.responses`, or returns an async iterable (an `async function*`) of the responses. */
+  readonly fn: (call: StreamCall<unknown, unknown, unknown>) => void | Promise<void> | AsyncIterable<unknown>;
 }
 
 /** Either kind of entry. */
