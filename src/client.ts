@@ -229,9 +229,28 @@ export class Client extends EventTarget {
     return this.conn.stats();
   }
 
-  /** Closes the client: rejects in-flight calls and stops reconnecting. */
+  /**
+   * Closes the client: rejects in-flight calls and stops reconnecting.
+   *
+   * @example
+   * ```ts
+   * await admin.close();
+   * ```
+   */
   close(): Promise<void> {
     this.conn.close();
     return Promise.resolve();
+  }
+
+  /**
+   * Closes the client at the end of an `await using` scope.
+   *
+   * @example
+   * ```ts
+   * await using admin = new Client("ws://127.0.0.1:9000/grid/v1", { token: "read-only token" });
+   * ```
+   */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }

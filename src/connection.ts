@@ -93,8 +93,8 @@ export class Connection {
   private remoteId: string | null = null;
   private reconnectCount = 0;
   private everUp = false;
-  /** The last connection or handshake error. */
-  lastError: GridError | null = null;
+  /** The last connection or handshake error (stats show it while the connection is not up). */
+  private lastError: GridError | null = null;
   /** Largest payload we send: the smaller of our and the remote's maxMessageBytes. */
   private sendLimit: number;
   /** The remote's ping interval; a stream the caller stopped pinging for 2 of them (+1 s) is dropped. */

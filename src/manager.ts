@@ -138,6 +138,9 @@ export interface GridEventDetail {
 /**
  * This node's side of the grid.
  *
+ * Events: `"connect"`, `"disconnect"`, `"restart"` (`event.detail.host` names the remote), and
+ * `"close"` once `close()` ran (after {@link Manager.signal} aborted).
+ *
  * @example
  * ```ts
  * import { Manager } from "wsgrid";
@@ -158,6 +161,19 @@ export class Manager extends EventTarget implements SocketAcceptor {
   readonly path: string;
   /** A random id, new for every Manager; peers see a change as a restart. */
   readonly instanceId: string = randomId();
+  /**
+   * Aborted when the grid closes (its reason a GridError with code `"closed"`), just before the
+   * `"close"` event: services built on the grid (the lock handlers, a sweep timer) stop with it.
+   *
+   * @example
+   * ```ts
+   * const sweep = setInterval(() => {}, 1_000);
+   * grid.signal.addEventListener("abort", () => clearInterval(sweep), { once: true });
+   * ```
+   */
+  get signal(): AbortSignal {
+    return this.closing.signal;
+  }
   /** @internal */
   readonly settings: ConnectionSettings;
   /** @internal */
@@ -173,6 +189,7 @@ export class Manager extends EventTarget implements SocketAcceptor {
   private dialTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly started = performance.now();
   private closed = false;
+  private readonly closing = new AbortController();
 
   /**
    * Creates this node's side of the grid and starts dialing the hosts it should dial (in a
@@ -286,6 +303,7 @@ export class Manager extends EventTarget implements SocketAcceptor {
   /**
    * Registers a single-request handler.
    *
+   * @throws {GridError} code `"exists"` when a handler of that name (and subroute) is registered
    * @example
    * ```ts
    * grid.handle("echo", (req) => req);
@@ -332,8 +350,10 @@ export class Manager extends EventTarget implements SocketAcceptor {
   }
 
   /**
-   * Registers a stream handler.
+   * Registers a stream handler: it writes `call.responses`, or is an `async function*`
+   * whose yields are the responses.
    *
+   * @throws {GridError} code `"exists"` when a handler of that name (and subroute) is registered
    * @example
    * ```ts
    * grid.handleStream("tail", async (call) => {
@@ -429,7 +449,21 @@ export class Manager extends EventTarget implements SocketAcceptor {
     for (const c of this.connections.values()) c.close();
     for (const c of this.adminConnections) c.close();
     this.adminConnections.clear();
+    this.closing.abort(new GridError("closed", `Grid "${this.local}" closed`));
+    this.dispatchEvent(new Event("close"));
     return Promise.resolve();
+  }
+
+  /**
+   * Closes the grid, as {@link Manager.close} does, at the end of an `await using` scope.
+   *
+   * @example
+   * ```ts
+   * await using grid = new Manager({ local: hosts[0], hosts, secret: "s" });
+   * ```
+   */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   // --- ConnectionOwner -------------------------------------------------------

@@ -480,3 +480,70 @@ describe("consistent rejections", () => {
     await expectIdle(a, b);
   });
 });
+
+describe("registration and lifecycle hooks", () => {
+  it("refuses a second registration of a name (and subroute) with GridError code exists", async () => {
+    const [a, b] = await makeNodes();
+    try {
+      a.grid.handle("lc.dup", (req) => req);
+      a.grid.handle("lc.dup", (req) => req, { subroute: "x" });
+      a.grid.handleStream("lc.dup.stream", () => {});
+      const exists = (e: unknown) => e instanceof GridError && e.code === "exists";
+      assert.throws(() => a.grid.handle("lc.dup", (req) => req), exists);
+      assert.throws(() => a.grid.handle("lc.dup", (req) => req, { subroute: "x" }), exists);
+      assert.throws(() => a.grid.handleStream("lc.dup", () => {}), exists);
+      assert.throws(() => a.grid.handleStream("lc.dup.stream", () => {}), exists);
+      assert.throws(() => a.grid.handle("grid.stats", (req) => req), exists);
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+
+  it("aborts grid.signal and dispatches close when the Manager closes", async () => {
+    const [a, b] = await makeNodes();
+    const events: string[] = [];
+    a.grid.addEventListener("close", () => events.push(`close, signal aborted: ${a.grid.signal.aborted}`));
+    assert.equal(a.grid.signal.aborted, false);
+    await a.stop();
+    await a.grid.close();
+    await b.stop();
+    assert.deepEqual(events, ["close, signal aborted: true"]);
+    assert.equal(code(a.grid.signal.reason), "closed");
+  });
+
+  it("await using closes the Manager, its server, a Client and a Stream at the end of the scope", async () => {
+    const [a, b] = await makeNodes();
+    b.grid.handleStream("lc.forever", async (call: RawCall) => {
+      await aborted(call.signal);
+    }, { inCapacity: 0 });
+    await b.start();
+    let grid: Manager;
+    let client: Client;
+    try {
+      {
+        await using g = a.grid;
+        await using server = await serve(g, { port: a.port, hostname: HOST });
+        await using c = new Client(`${b.url}/grid/v1`, { token: TOKEN });
+        grid = g;
+        client = c;
+        assert.ok(server.port > 0);
+        {
+          await using st = await g.connection(b.url).newStream("lc.forever", EMPTY, { timeout: WAIT });
+          assert.equal(typeof st.responses[Symbol.asyncIterator], "function");
+          await until(() => b.grid.stats().connections[a.url].serving.streams === 1, "stream served");
+        }
+        await until(() => b.grid.stats().connections[a.url].serving.streams === 0, "stream canceled by dispose");
+        await c.request("grid.stats", undefined, { timeout: WAIT });
+      }
+      assert.equal(grid!.signal.aborted, true);
+      assert.equal(client!.state, "closed");
+      // The server is closed: its port can be bound again.
+      const again = await serve(new Manager({ local: a.url, hosts: [a.url, b.url], secret: SECRET }), { port: a.port, hostname: HOST });
+      await again.close();
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+});

@@ -258,7 +258,11 @@ export class CallerStream<Req, Resp> {
     }
     const resolve = this.openResolve!;
     this.openResolve = this.openReject = null;
-    resolve({ requests, responses });
+    const dispose = () => {
+      this.fail(new DOMException(`Stream "${this.name}" disposed`, "AbortError"), true, CANCEL_ABORTED);
+      return Promise.resolve();
+    };
+    resolve({ requests, responses: iterable(responses), [Symbol.asyncDispose]: dispose });
   }
 
   /** Sends a stream ping, or fails the stream when the handler stopped answering. */
@@ -333,4 +337,25 @@ export function abortReason(signal: AbortSignal): unknown {
     return new TimeoutError(`Call timed out: ${r.message}`, { cause: r });
   }
   return r;
+}
+
+/**
+ * `stream` with `Symbol.asyncIterator`, added where the runtime's ReadableStream lacks it (Safari):
+ * the iterator reads through a reader, and leaving the loop early cancels the stream.
+ */
+function iterable<T>(stream: ReadableStream<T>): ReadableStream<T> & AsyncIterable<T> {
+  const s = stream as ReadableStream<T> & Partial<AsyncIterable<T>>;
+  if (typeof s[Symbol.asyncIterator] === "function") return stream as ReadableStream<T> & AsyncIterable<T>;
+  return Object.defineProperty(stream, Symbol.asyncIterator, {
+    value(): AsyncIterator<T> {
+      const reader = s.getReader();
+      return {
+        next: () => reader.read() as Promise<IteratorResult<T>>,
+        return: async (): Promise<IteratorResult<T>> => {
+          await reader.cancel();
+          return { done: true, value: undefined };
+        },
+      };
+    },
+  }) as ReadableStream<T> & AsyncIterable<T>;
 }
