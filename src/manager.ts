@@ -497,7 +497,8 @@ export class Manager extends EventTarget implements SocketAcceptor {
   // --- SocketAcceptor --------------------------------------------------------
 
   /**
-   * @internal Called by server adapters for each upgraded socket on `path`.
+   * Takes an upgraded socket on `path`: server adapters call it (the {@link SocketAcceptor}
+   * contract, so it stays in the published types).
    */
   acceptSocket(socket: GridSocket, _info?: AcceptInfo): void {
     this.acceptor.accept(socket);
