@@ -80,7 +80,9 @@ export interface NpmPackageJson {
   engines: { node: string };
   dependencies: Record<string, string>;
   keywords?: string[];
-  repository?: unknown;
+  repository?: { type: string; url: string };
+  homepage?: string;
+  bugs?: { url: string };
 }
 
 interface DenoJson {
@@ -94,6 +96,9 @@ interface DenoJson {
 interface DevPackageJson {
   dependencies?: Record<string, string>;
   devDependencies?: Record<string, string>;
+  repository?: { type: string; url: string };
+  homepage?: string;
+  bugs?: { url: string };
 }
 
 /** Thrown for a build that cannot complete; `main` prints its message and exits 1. */
@@ -126,7 +131,8 @@ function compilerOptions(outDir: string): ts.CompilerOptions {
     target: ts.ScriptTarget.ES2022,
     module: ts.ModuleKind.NodeNext,
     moduleResolution: ts.ModuleResolutionKind.NodeNext,
-    lib: ["lib.es2023.d.ts", "lib.dom.d.ts", "lib.dom.iterable.d.ts"],
+    // esnext.disposable: Symbol.asyncDispose (`await using` on Manager, Client, servers, streams).
+    lib: ["lib.es2023.d.ts", "lib.esnext.disposable.d.ts", "lib.dom.d.ts", "lib.dom.iterable.d.ts"],
     types: ["node"],
     typeRoots: [join(ROOT, "node_modules", "@types")],
     strict: true,
@@ -134,6 +140,9 @@ function compilerOptions(outDir: string): ts.CompilerOptions {
     erasableSyntaxOnly: true,
     rewriteRelativeImportExtensions: true,
     declaration: true,
+    // Members marked @internal (Connection.close(), the Manager's ConnectionOwner methods, ...)
+    // are left out of the published .d.ts: only what API.md names is public.
+    stripInternal: true,
     rootDir: ROOT,
     outDir: join(outDir, ESM_DIR),
     newLine: ts.NewLineKind.LineFeed,
@@ -297,6 +306,13 @@ export function buildNpm(outDir = join(ROOT, "npm"), log: (line: string) => void
     engines: { node: ">=22" },
     dependencies,
   };
+  // Where the package comes from: taken from the development manifest, where they are kept.
+  for (const key of ["repository", "homepage", "bugs"] as const) {
+    if (devPackage[key] === undefined) throw new BuildError(`Cannot build the npm package: package.json has no "${key}"`);
+  }
+  packageJson.repository = devPackage.repository;
+  packageJson.homepage = devPackage.homepage;
+  packageJson.bugs = devPackage.bugs;
   writeFileSync(join(outDir, "package.json"), JSON.stringify(packageJson, null, 2) + "\n");
   for (const f of copied) cpSync(join(ROOT, f), join(outDir, f));
 

@@ -86,6 +86,16 @@ const CHECKS = [
     args: ["scripts/test_npm_build.mjs", "--runtime", "bun"],
     after: true,
   },
+  // The built package (npm/, left by the checks above) as npm would publish it: exports, files
+  // and package.json fields (publint), and types that resolve for ESM consumers under node16 and
+  // bundler resolution (attw; the package is ESM only, so CJS-only resolutions are not goals).
+  { name: "npm package: publint", cmd: "publint", args: ["--strict", "npm"], after: true },
+  {
+    name: "npm package: are the types wrong",
+    cmd: "attw",
+    args: ["--pack", "npm", "--profile", "esm-only", "--format", "table-flipped"],
+    after: true,
+  },
 ];
 
 /** The source files of deno.json `exports`. */

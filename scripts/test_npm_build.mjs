@@ -30,7 +30,7 @@ const BIN = path.join(ROOT, "node_modules", ".bin");
 const NPM_DIR = path.join(ROOT, "npm");
 const TESTS_DIR = path.join(ROOT, "tests");
 /** The suites run against the package: the public API end to end on every entry point they use. */
-const SUITES = ["grid", "stream", "typed", "admin", "locks"];
+const SUITES = ["grid", "stream", "typed", "admin", "locks", "lifecycle"];
 /** The inputs of scripts/build_npm.ts: a build older than any of them is rebuilt. */
 const BUILD_INPUTS = ["mod.ts", "src", "deno.json", "package.json", "scripts/build_npm.ts", "README.md", "LICENSE"];
 const PER_TEST_TIMEOUT_MS = 60_000;

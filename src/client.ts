@@ -15,12 +15,13 @@
  * @module
  */
 import { Connection, type ConnectionOwner, type ConnectionSettings, type ConnectionState } from "./connection.ts";
-import { defineSingle, defineStream, type SingleDefinition, type StreamDefinition } from "./handlers/define.ts";
+import type { SingleDefinition, StreamDefinition } from "./handlers/define.ts";
 import { HandlerRegistry } from "./handlers/registry.ts";
 import { DEFAULT_LIMITS } from "./protocol/limits.ts";
 import { PROTOCOL_VERSION } from "./protocol/ops.ts";
 import type { GridSocket } from "./socket.ts";
 import { HandlerStatsTable } from "./stats/handler_stats.ts";
+import { callSingle, callStream } from "./typed_call.ts";
 import type { CallOptions, ConnectionStats, Stream } from "./types.ts";
 
 /** Options of {@link Client}. */
@@ -54,10 +55,6 @@ export interface ClientOptions {
   handshakeTimeout?: number;
   /** Opens the socket; defaults to the global WebSocket. */
   webSocket?: (url: string) => GridSocket;
-}
-
-function unknownDefinition(name: string): SingleDefinition<unknown, unknown> {
-  return defineSingle<unknown, unknown>(name);
 }
 
 /**
@@ -184,11 +181,7 @@ export class Client extends EventTarget {
    */
   request(handler: string, payload: unknown, options?: CallOptions): Promise<unknown>;
   request(handler: string | SingleDefinition<unknown, unknown, unknown, unknown>, payload: unknown, options?: CallOptions): Promise<unknown> {
-    if (typeof handler === "string") {
-      if (payload instanceof Uint8Array) return this.conn.request(handler, payload, options);
-      return this.conn.request(unknownDefinition(handler), payload, options);
-    }
-    return this.conn.request(handler, payload, options);
+    return callSingle(this.conn, handler, payload, options, "msgpack");
   }
 
   /**
@@ -229,11 +222,7 @@ export class Client extends EventTarget {
     payload: unknown,
     options?: CallOptions,
   ): Promise<Stream<unknown, unknown>> {
-    if (typeof handler === "string") {
-      if (payload instanceof Uint8Array) return this.conn.newStream(handler, payload, options);
-      return this.conn.newStream(defineStream<unknown, unknown, unknown>(handler), payload, options);
-    }
-    return this.conn.newStream(handler, payload, options);
+    return callStream(this.conn, handler, payload, options, "msgpack");
   }
 
   /** Resolves once connected. */
@@ -246,9 +235,28 @@ export class Client extends EventTarget {
     return this.conn.stats();
   }
 
-  /** Closes the client: rejects in-flight calls and stops reconnecting. */
+  /**
+   * Closes the client: rejects in-flight calls and stops reconnecting.
+   *
+   * @example
+   * ```ts
+   * await admin.close();
+   * ```
+   */
   close(): Promise<void> {
     this.conn.close();
     return Promise.resolve();
+  }
+
+  /**
+   * Closes the client at the end of an `await using` scope.
+   *
+   * @example
+   * ```ts
+   * await using admin = new Client("ws://127.0.0.1:9000/grid/v1", { token: "read-only token" });
+   * ```
+   */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }

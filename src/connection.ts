@@ -17,15 +17,16 @@ import type { HandlerRegistry } from "./handlers/registry.ts";
 import type { Link } from "./link.ts";
 import { MuxCallee } from "./mux/callee.ts";
 import { downError, MuxCaller } from "./mux/caller.ts";
-import { clampTimeout } from "./mux/wire.ts";
+import { callTimeout, timeLeft } from "./mux/wire.ts";
 import type { Message } from "./protocol/frame.ts";
 import { dial, type DialCredentials, type PeerLimits } from "./auth/dialer.ts";
 import { isHandshakeOp, OP_REQUEST, OP_STREAM_OPEN } from "./protocol/ops.ts";
 import { errorMessage } from "./mux/wire.ts";
 import type { GridSocket } from "./socket.ts";
 import type { HandlerStatsTable } from "./stats/handler_stats.ts";
-import type { CallOptions, Codec, ConnectionStats, Stream } from "./types.ts";
-import { raw } from "./handlers/codecs.ts";
+import type { CallOptions, ConnectionStats, Stream } from "./types.ts";
+import { abortReason } from "./stream/caller_stream.ts";
+import { type CallCodecs, callSingle, callStream } from "./typed_call.ts";
 
 /** Connection states, as reported by stats. */
 export type ConnectionState = "connecting" | "up" | "down" | "closed";
@@ -108,8 +109,8 @@ export class Connection {
   private remoteId: string | null = null;
   private reconnectCount = 0;
   private everUp = false;
-  /** The last connection or handshake error. */
-  lastError: GridError | null = null;
+  /** The last connection or handshake error (stats show it while the connection is not up). */
+  private lastError: GridError | null = null;
   /** Largest payload we send: the smaller of our and the remote's maxMessageBytes. */
   private sendLimit: number;
   /** The remote's ping interval; a stream the caller stopped pinging for 2 of them (+1 s) is dropped. */
@@ -151,15 +152,18 @@ export class Connection {
   }
 
   /**
-   * Sends a single request and resolves with the response.
+   * Sends a single request and resolves with the response. Every failure is a rejection. A call
+   * made while the connection has never been up waits for it within its deadline; once it was up
+   * and went down, calls fail at once with DisconnectedError unless `waitForConnect` is set.
    *
    * @param handler handler name, or a typed definition from `defineSingle`
    * @param payload request bytes, or the typed request value
-   * @param options signal, timeout, subroute, waitForConnect
+   * @param options signal, timeout (`Infinity` for none), subroute, waitForConnect
    * @returns the response bytes or typed value
    * @throws {DisconnectedError} the connection is down or was lost
-   * @throws {TimeoutError} the deadline passed
+   * @throws {TimeoutError} the deadline passed (also when the reply came at or after it)
    * @throws {RemoteError} the handler threw
+   * @throws {RangeError} `timeout` is NaN, 0 or negative
    * @example
    * ```ts
    * const res = await grid.connection(host).request("echo", new Uint8Array([1]), { timeout: 1_000 });
@@ -181,55 +185,13 @@ export class Connection {
     payload: Req | Uint8Array,
     options?: CallOptions,
   ): Promise<Resp | Uint8Array> {
-    if (typeof handler === "string") return this.requestRaw(handler, payload as Uint8Array, options);
-    let bytes: Uint8Array;
-    try {
-      bytes = handler.request.encode(payload as Req);
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    const decode = handler.response;
-    return this.requestRaw(handler.name, bytes, options).then((b) => decode.decode(b));
-  }
-
-  /** Sends a request with a bytes payload. */
-  private requestRaw(name: string, payload: Uint8Array, options: CallOptions | undefined): Promise<Uint8Array> {
-    if (!(payload instanceof Uint8Array)) {
-      return Promise.reject(new TypeError(`Cannot send request "${name}": payload must be a Uint8Array`));
-    }
-    if (payload.length > this.sendLimit) {
-      return Promise.reject(
-        new PayloadTooLargeError(
-          `Cannot send request "${name}": payload of ${payload.length} bytes exceeds maxMessageBytes ${this.sendLimit}`,
-        ),
-      );
-    }
-    const signal = options?.signal;
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    const timeout = clampTimeout(options?.timeout ?? this.owner.settings.requestTimeout);
-    const subroute = options?.subroute ?? "";
-    const link = this.link;
-    if (link !== null) {
-      const room = link.room(payload.length, timeout, signal, `Request "${name}" to "${this.remote}"`);
-      if (room === undefined) return this.caller.request(link, name, subroute, payload, timeout, signal);
-      const started = performance.now();
-      return room.then(() => {
-        if (this.link !== link) throw new DisconnectedError(`Connection to "${this.remote}" lost before the request was sent`);
-        return this.caller.request(link, name, subroute, payload, clampTimeout(timeout - (performance.now() - started)), signal);
-      });
-    }
-    if (options?.waitForConnect !== true || this.stateValue === "closed") {
-      return Promise.reject(this.stateValue === "closed" ? this.closedError() : this.downErr());
-    }
-    const started = performance.now();
-    return this.waitUp(timeout, signal).then(() => {
-      const left = clampTimeout(timeout - (performance.now() - started));
-      return this.caller.request(this.link!, name, subroute, payload, left, signal);
-    });
+    return callSingle(this, handler as SingleDefinition<unknown, unknown>, payload, options, "bytes") as Promise<
+      Resp | Uint8Array
+    >;
   }
 
   /**
-   * Opens a stream to a remote stream handler.
+   * Opens a stream to a remote stream handler. Waits for a first connection like `request`.
    *
    * @param handler handler name, or a typed definition from `defineStream`
    * @param payload the initial payload
@@ -257,50 +219,125 @@ export class Connection {
     payload: P,
     options?: CallOptions,
   ): Promise<Stream<Req, Resp>>;
-  async newStream<P, Req, Resp>(
+  newStream<P, Req, Resp>(
     handler: string | StreamDefinition<P, Req, Resp, unknown, unknown, unknown>,
     payload: P | Uint8Array,
     options?: CallOptions,
   ): Promise<Stream<Req, Resp> | Stream<Uint8Array, Uint8Array>> {
-    const name = typeof handler === "string" ? handler : handler.name;
-    const bytes = typeof handler === "string" ? payload as Uint8Array : handler.payload.encode(payload as P);
-    const codecs = typeof handler === "string"
-      ? { request: raw as Codec<unknown>, response: raw as Codec<unknown> }
-      : { request: handler.request as Codec<unknown>, response: handler.response as Codec<unknown> };
-    if (!(bytes instanceof Uint8Array)) throw new TypeError(`Cannot open stream "${name}": payload must be a Uint8Array`);
-    if (bytes.length > this.sendLimit) {
-      throw new PayloadTooLargeError(
-        `Cannot open stream "${name}": payload of ${bytes.length} bytes exceeds maxMessageBytes ${this.sendLimit}`,
-      );
-    }
+    return callStream(this, handler as StreamDefinition<unknown, unknown, unknown>, payload, options, "bytes") as Promise<
+      Stream<Req, Resp>
+    >;
+  }
+
+  /** @internal The bytes-level request of the typed-call layer. */
+  requestBytes(name: string, payload: Uint8Array, options: CallOptions | undefined): Promise<Uint8Array> {
     const signal = options?.signal;
-    if (signal?.aborted) throw signal.reason;
-    let timeout = options?.timeout === undefined ? undefined : clampTimeout(options.timeout);
-    if (this.link === null) {
-      if (options?.waitForConnect !== true || this.stateValue === "closed") {
-        throw this.stateValue === "closed" ? this.closedError() : this.downErr();
-      }
-      const started = performance.now();
-      await this.waitUp(timeout ?? this.owner.settings.requestTimeout, signal);
-      if (timeout !== undefined) timeout = clampTimeout(timeout - (performance.now() - started));
+    if (signal?.aborted) return Promise.reject(abortReason(signal));
+    let timeout: number;
+    try {
+      timeout = callTimeout(options?.timeout, this.owner.settings.requestTimeout);
+    } catch (e) {
+      return Promise.reject(e);
     }
+    const subroute = options?.subroute ?? "";
+    const what = `Request "${name}" to "${this.remote}"`;
     const link = this.link;
-    if (link === null) throw new DisconnectedError(`Connection to "${this.remote}" lost before the stream was opened`);
+    if (link !== null) {
+      const big = this.tooLarge("request", name, payload);
+      if (big !== null) return Promise.reject(big);
+      const room = link.room(payload.length, timeout, signal, what);
+      if (room === undefined) return this.caller.request(link, name, subroute, payload, timeout, signal);
+      const started = performance.now();
+      return room.then(() => {
+        const link = this.upLink();
+        return this.caller.request(link, name, subroute, payload, timeLeft(timeout, performance.now() - started), signal);
+      });
+    }
+    const refusal = this.refusal(options);
+    if (refusal !== null) return Promise.reject(refusal);
     const started = performance.now();
-    const room = link.room(bytes.length, timeout ?? Infinity, signal, `Stream "${name}" to "${this.remote}"`);
+    return this.waitUp(timeout, signal).then(async () => {
+      let link = this.upLink();
+      const big = this.tooLarge("request", name, payload);
+      if (big !== null) throw big;
+      const room = link.room(payload.length, timeLeft(timeout, performance.now() - started), signal, what);
+      if (room !== undefined) {
+        await room;
+        link = this.upLink();
+      }
+      return this.caller.request(link, name, subroute, payload, timeLeft(timeout, performance.now() - started), signal);
+    });
+  }
+
+  /** @internal The bytes-level stream open of the typed-call layer. */
+  async openBytes(
+    name: string,
+    payload: Uint8Array,
+    options: CallOptions | undefined,
+    codecs: CallCodecs,
+  ): Promise<Stream<unknown, unknown>> {
+    const signal = options?.signal;
+    if (signal?.aborted) throw abortReason(signal);
+    // Streams have no deadline unless given one; the wait for a connection is bounded all the same.
+    let timeout = options?.timeout === undefined ? Infinity : callTimeout(options.timeout, Infinity);
+    if (this.link === null) {
+      const refusal = this.refusal(options);
+      if (refusal !== null) throw refusal;
+      const started = performance.now();
+      await this.waitUp(timeout === Infinity ? this.owner.settings.requestTimeout : timeout, signal);
+      timeout = timeLeft(timeout, performance.now() - started);
+    }
+    let link = this.upLink();
+    const big = this.tooLarge("stream", name, payload);
+    if (big !== null) throw big;
+    const started = performance.now();
+    const room = link.room(payload.length, timeout, signal, `Stream "${name}" to "${this.remote}"`);
     if (room !== undefined) {
       await room;
-      if (this.link !== link) throw new DisconnectedError(`Connection to "${this.remote}" lost before the stream was opened`);
-      if (timeout !== undefined) timeout = clampTimeout(timeout - (performance.now() - started));
+      link = this.upLink();
+      timeout = timeLeft(timeout, performance.now() - started);
     }
-    const st = await this.caller.openStream(link, name, options?.subroute ?? "", bytes, timeout, signal, codecs);
-    return st as Stream<Req, Resp>;
+    const t = timeout === Infinity ? undefined : timeout;
+    return await this.caller.openStream(link, name, options?.subroute ?? "", payload, t, signal, codecs);
+  }
+
+  /** The current link, or DisconnectedError when it dropped (between a wait and its send). */
+  private upLink(): Link {
+    const link = this.link;
+    if (link !== null) return link;
+    throw this.stateValue === "closed"
+      ? this.closedError()
+      : new DisconnectedError(`Cannot call "${this.remote}": connection lost before the call was sent`);
+  }
+
+  /** A payload over the limit negotiated with the remote (known once a link is up). */
+  private tooLarge(kind: "request" | "stream", name: string, payload: Uint8Array): PayloadTooLargeError | null {
+    if (payload.length <= this.sendLimit) return null;
+    const what = kind === "request" ? `send request "${name}"` : `open stream "${name}"`;
+    return new PayloadTooLargeError(
+      `Cannot ${what}: payload of ${payload.length} bytes exceeds maxMessageBytes ${this.sendLimit}`,
+    );
+  }
+
+  /**
+   * Why a call made while no link is up must fail now, or null when it waits: a connection that
+   * has never been up makes calls wait for it (as does `waitForConnect`); one that was up and
+   * went down fails them fast. A refused handshake fails them with its error on a client (which
+   * cannot authenticate the node anyway), never on a peer connection, where anyone who can reach
+   * the port could forge the refusal.
+   */
+  private refusal(options: CallOptions | undefined): GridError | null {
+    if (this.stateValue === "closed") return this.closedError();
+    const last = this.lastError;
+    if (this.owner.refusalsFailCalls && last !== null && (last.code === "unauthorized" || last.code === "protocol")) return last;
+    if (options?.waitForConnect === true || !this.everUp) return null;
+    return this.downErr();
   }
 
   /**
    * Resolves once the connection is up.
    *
-   * @param options timeout (default: the request timeout) and signal
+   * @param options timeout (default: the request timeout; `Infinity` for none) and signal
    * @throws {TimeoutError} it did not come up in time
    * @throws {UnauthorizedError} the handshake was refused
    * @example
@@ -309,17 +346,24 @@ export class Connection {
    * ```
    */
   waitForConnect(options: { timeout?: number; signal?: AbortSignal } = {}): Promise<void> {
+    let timeout: number;
+    try {
+      timeout = callTimeout(options.timeout, this.owner.settings.requestTimeout);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     if (this.link !== null) return Promise.resolve();
     if (this.stateValue === "closed") return Promise.reject(this.closedError());
-    return this.waitUp(clampTimeout(options.timeout ?? this.owner.settings.requestTimeout), options.signal);
+    if (options.signal?.aborted) return Promise.reject(abortReason(options.signal));
+    return this.waitUp(timeout, options.signal);
   }
 
-  /** Resolves when the connection is up; rejects at the timeout, on abort or on close. */
+  /** Resolves when the connection is up; rejects at the timeout (none when Infinity), on abort or on close. */
   private waitUp(timeout: number, signal: AbortSignal | undefined): Promise<void> {
     if (this.link !== null) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       let timer: ReturnType<typeof setTimeout> | undefined = undefined;
-      const onAbort = () => done(signal!.reason);
+      const onAbort = () => done(abortReason(signal!));
       const done = (err?: unknown) => {
         if (!this.waiters.delete(w)) return;
         clearTimeout(timer);
@@ -329,14 +373,16 @@ export class Connection {
       };
       const w: Waiter = { resolve: () => done(), reject: (e) => done(e) };
       this.waiters.add(w);
-      timer = setTimeout(() => {
-        // The wait is bounded by the call's deadline, so passing it is a timeout (API.md error table).
-        const forged = this.forgedDials === 0
-          ? ""
-          : ` (${this.forgedDials} handshakes failed verification: another secret, or not the real host)`;
-        const last = this.lastError === null ? forged : ` (last error: ${this.lastError.message})${forged}`;
-        done(new TimeoutError(`Cannot call "${this.remote}": not connected within ${timeout} ms${last}`));
-      }, timeout);
+      if (timeout !== Infinity) {
+        timer = setTimeout(() => {
+          // The wait is bounded by the call's deadline, so passing it is a timeout (API.md error table).
+          const forged = this.forgedDials === 0
+            ? ""
+            : ` (${this.forgedDials} handshakes failed verification: another secret, or not the real host)`;
+          const last = this.lastError === null ? forged : ` (last error: ${this.lastError.message})${forged}`;
+          done(new TimeoutError(`Cannot call "${this.remote}": not connected within ${timeout} ms${last}`));
+        }, timeout);
+      }
       signal?.addEventListener("abort", onAbort, { once: true });
     });
   }

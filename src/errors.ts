@@ -18,7 +18,8 @@ export type GridErrorCode =
   | "unknown-host"
   | "closed"
   | "busy"
-  | "invalid";
+  | "invalid"
+  | "exists";
 
 /**
  * Base class of every wsgrid error.
@@ -112,9 +113,10 @@ export class TimeoutError extends GridError {
    * Creates the error.
    *
    * @param message what timed out
+   * @param options standard error options (`cause`)
    */
-  constructor(message: string) {
-    super("timeout", message);
+  constructor(message: string, options?: ErrorOptions) {
+    super("timeout", message, options);
     this.name = "TimeoutError";
   }
 }

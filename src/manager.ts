@@ -190,6 +190,9 @@ export interface GridEventDetail {
 /**
  * This node's side of the grid.
  *
+ * Events: `"connect"`, `"disconnect"`, `"restart"` (`event.detail.host` names the remote), and
+ * `"close"` once `close()` ran (after {@link Manager.signal} aborted).
+ *
  * @example
  * ```ts
  * import { Manager } from "wsgrid";
@@ -210,6 +213,19 @@ export class Manager extends EventTarget implements SocketAcceptor {
   readonly path: string;
   /** A random id, new for every Manager; peers see a change as a restart. */
   readonly instanceId: string = randomId();
+  /**
+   * Aborted when the grid closes (its reason a GridError with code `"closed"`), just before the
+   * `"close"` event: services built on the grid (the lock handlers, a sweep timer) stop with it.
+   *
+   * @example
+   * ```ts
+   * const sweep = setInterval(() => {}, 1_000);
+   * grid.signal.addEventListener("abort", () => clearInterval(sweep), { once: true });
+   * ```
+   */
+  get signal(): AbortSignal {
+    return this.closing.signal;
+  }
   /** @internal */
   readonly settings: ConnectionSettings;
   /** @internal */
@@ -230,6 +246,7 @@ export class Manager extends EventTarget implements SocketAcceptor {
   readonly credentials: DialCredentials;
   /** @internal A peer's refusal is unauthenticated: it never fails waiting calls. */
   readonly refusalsFailCalls = false;
+  private readonly closing = new AbortController();
 
   /**
    * Creates this node's side of the grid and starts dialing the hosts it should dial (in a
@@ -382,6 +399,7 @@ export class Manager extends EventTarget implements SocketAcceptor {
   /**
    * Registers a single-request handler.
    *
+   * @throws {GridError} code `"exists"` when a handler of that name (and subroute) is registered
    * @example
    * ```ts
    * grid.handle("echo", (req) => req);
@@ -431,8 +449,10 @@ export class Manager extends EventTarget implements SocketAcceptor {
   }
 
   /**
-   * Registers a stream handler.
+   * Registers a stream handler: it writes `call.responses`, or is an `async function*`
+   * whose yields are the responses.
    *
+   * @throws {GridError} code `"exists"` when a handler of that name (and subroute) is registered
    * @example
    * ```ts
    * grid.handleStream("tail", async (call) => {
@@ -459,12 +479,12 @@ export class Manager extends EventTarget implements SocketAcceptor {
    */
   handleStream<P, Req, Resp, HP, HReq, HResp>(
     def: StreamDefinition<P, Req, Resp, HP, HReq, HResp>,
-    fn: (call: StreamCall<HP, HReq, HResp>) => void | Promise<void>,
+    fn: (call: StreamCall<HP, HReq, HResp>) => void | Promise<void> | AsyncIterable<HResp>,
     options?: HandleOptions,
   ): void;
   handleStream<P, Req, Resp, HP, HReq, HResp>(
     nameOrDef: string | StreamDefinition<P, Req, Resp, HP, HReq, HResp>,
-    fn: StreamHandler | ((call: StreamCall<HP, HReq, HResp>) => void | Promise<void>),
+    fn: StreamHandler | ((call: StreamCall<HP, HReq, HResp>) => void | Promise<void> | AsyncIterable<HResp>),
     options: HandleStreamOptions = {},
   ): void {
     if (typeof fn !== "function") throw new TypeError("Cannot register stream handler: fn must be a function");
@@ -480,7 +500,7 @@ export class Manager extends EventTarget implements SocketAcceptor {
     }
     const codecs = isName ? RAW_STREAM_CODECS : nameOrDef;
     const schemas = isName ? undefined : nameOrDef.schemas;
-    const handler = fn as (call: StreamCall<unknown, unknown, unknown>) => void | Promise<void>;
+    const handler = fn as (call: StreamCall<unknown, unknown, unknown>) => void | Promise<void> | AsyncIterable<unknown>;
     this.registry.add({
       kind: "stream",
       name: isName ? nameOrDef : nameOrDef.name,
@@ -531,7 +551,21 @@ export class Manager extends EventTarget implements SocketAcceptor {
     for (const c of this.connections.values()) c.close();
     for (const c of this.adminConnections) c.close();
     this.adminConnections.clear();
+    this.closing.abort(new GridError("closed", `Grid "${this.local}" closed`));
+    this.dispatchEvent(new Event("close"));
     return Promise.resolve();
+  }
+
+  /**
+   * Closes the grid, as {@link Manager.close} does, at the end of an `await using` scope.
+   *
+   * @example
+   * ```ts
+   * await using grid = new Manager({ local: hosts[0], hosts, secret: "s" });
+   * ```
+   */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   // --- ConnectionOwner -------------------------------------------------------
@@ -558,7 +592,8 @@ export class Manager extends EventTarget implements SocketAcceptor {
   // --- SocketAcceptor --------------------------------------------------------
 
   /**
-   * @internal Called by server adapters for each upgraded socket on `path`.
+   * Takes an upgraded socket on `path`: server adapters call it (the {@link SocketAcceptor}
+   * contract, so it stays in the published types).
    */
   acceptSocket(socket: GridSocket, info?: AcceptInfo): void {
     this.acceptor.accept(socket, info);

@@ -38,8 +38,16 @@ export interface StreamCall<P, Req, Resp> extends CallContext {
 export interface Stream<Req, Resp> {
   /** Request messages to the handler; null when the handler's inCapacity is 0. */
   readonly requests: WritableStream<Req> | null;
-  /** Response messages; errors with the remote error, DisconnectedError, or the abort reason. */
-  readonly responses: ReadableStream<Resp>;
+  /**
+   * Response messages; errors with the remote error, DisconnectedError, or the abort reason.
+   * Async-iterable (`for await`) on every runtime, also where ReadableStream is not.
+   */
+  readonly responses: ReadableStream<Resp> & AsyncIterable<Resp>;
+  /**
+   * Ends the stream at the end of an `await using` scope: a stream still open is canceled on
+   * both sides (the handler's signal aborts); one that ended already is left as it is.
+   */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /** Options of a single request or stream call. */
@@ -47,15 +55,19 @@ export interface CallOptions {
   /** Aborting rejects the call at once with `signal.reason` and cancels the remote handler. */
   signal?: AbortSignal;
   /**
-   * Deadline in ms from now; travels with the call and is enforced on both sides.
+   * Deadline in ms from now; travels with the call and is enforced on both sides. A reply that
+   * arrives at or after it is a TimeoutError. `Infinity` means no deadline; NaN, 0 and negative
+   * values are refused with RangeError. A call waiting for a connection waits within it (for a
+   * stream without one, within the requestTimeout).
    * @default the Manager's requestTimeout for requests; none for streams
    */
   timeout?: number;
   /** Selects a handler registered for this subroute (or one registered for any). */
   subroute?: string;
   /**
-   * When the connection is down, wait for it (bounded by the deadline and signal)
-   * instead of failing at once with DisconnectedError.
+   * When the connection is down after having been up, wait for it (bounded by the deadline and
+   * signal) instead of failing at once with DisconnectedError. A connection that has never been
+   * up makes every call wait for it this way.
    * @default false
    */
   waitForConnect?: boolean;
@@ -89,8 +101,13 @@ export interface HandleStreamOptions extends HandleOptions {
 /** A raw single-request handler. */
 export type SingleHandler = (req: Uint8Array, ctx: CallContext) => Uint8Array | Promise<Uint8Array>;
 
-/** A raw stream handler. */
-export type StreamHandler = (call: StreamCall<Uint8Array, Uint8Array, Uint8Array>) => void | Promise<void>;
+/**
+ * A raw stream handler: it writes `call.responses` and returns (or throws), or it is an
+ * `async function*` whose yields are the responses (each waits for the caller's credit).
+ */
+export type StreamHandler = (
+  call: StreamCall<Uint8Array, Uint8Array, Uint8Array>,
+) => void | Promise<void> | AsyncIterable<Uint8Array>;
 
 /** Per-connection statistics, as in `GridStats.connections`. */
 export interface ConnectionStats {

@@ -14,7 +14,7 @@ import type {
   SocketMessageEvent,
 } from "../socket.ts";
 import { isWebSocketUpgrade, upgradeRequired } from "./_http.ts";
-import type { GridServer, ServeOptions } from "./serve.ts";
+import { type GridServer, gridServer, type ServeOptions } from "./_server.ts";
 
 /** What the grid keeps in `ServerWebSocket.data`. */
 export interface BunSocketData {
@@ -301,7 +301,7 @@ export function serveBun(grid: SocketAcceptor, opts: ServeOptions): Promise<Grid
       return closing;
     };
     opts.signal?.addEventListener("abort", onAbort, { once: true });
-    return Promise.resolve({ port: server.port, close });
+    return Promise.resolve(gridServer(server.port, close));
   } catch (err) {
     return Promise.reject(err);
   }

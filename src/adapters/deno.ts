@@ -9,7 +9,7 @@
 import type { GridSocket, SocketAcceptor } from "../socket.ts";
 import { isWebSocketUpgrade, upgradeRequired } from "./_http.ts";
 import { denoDial } from "./_deno_dial.ts";
-import type { GridServer, ServeOptions } from "./serve.ts";
+import { type GridServer, gridServer, type ServeOptions } from "./_server.ts";
 
 /**
  * The slice of `Deno.NetAddr` (or any `Deno.Addr`) read here.
@@ -157,7 +157,7 @@ export function serveDeno(grid: SocketAcceptor, opts: ServeOptions): Promise<Gri
       return closing ??= server.shutdown();
     };
     opts.signal?.addEventListener("abort", onAbort, { once: true });
-    return Promise.resolve({ port: server.addr.port ?? opts.port, close });
+    return Promise.resolve(gridServer(server.addr.port ?? opts.port, close));
   } catch (err) {
     return Promise.reject(err);
   }

@@ -15,7 +15,7 @@ import { createServer as createHttpsServer } from "node:https";
 import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
 import type { GridSocket, SocketAcceptor } from "../socket.ts";
-import type { GridServer, ServeOptions } from "./serve.ts";
+import { type GridServer, gridServer, type ServeOptions } from "./_server.ts";
 import { markWsSocket, wsDial } from "./_ws_dial.ts";
 
 /** The slice of a `ws` WebSocket used here, beyond the GridSocket shape. */
@@ -137,6 +137,9 @@ export function attachNode(grid: SocketAcceptor, server: Server): GridServer {
       })();
       return closing;
     },
+    [Symbol.asyncDispose]() {
+      return this.close();
+    },
   };
 }
 
@@ -194,5 +197,5 @@ export async function serveNode(grid: SocketAcceptor, opts: ServeOptions): Promi
     return closing;
   };
   opts.signal?.addEventListener("abort", onAbort, { once: true });
-  return { port, close };
+  return gridServer(port, close);
 }

@@ -3,82 +3,16 @@
  * The runtime's adapter is imported lazily, so a program running on one
  * runtime never loads the other two.
  *
- * Also home of the types the three adapters share: {@link ServeOptions},
- * {@link TlsOptions} and {@link GridServer}.
+ * Re-exports the types the three adapters share (declared in `_server.ts`, which the
+ * adapters import, so that they do not import this module that imports them).
  *
  * @module
  */
 
 import type { SocketAcceptor } from "../socket.ts";
 
-/**
- * A certificate and private key, both PEM-encoded, to serve `wss://`.
- *
- * @example
- * ```ts
- * import { serve } from "wsgrid/serve";
- * const tls = { cert: await Deno.readTextFile("cert.pem"), key: await Deno.readTextFile("key.pem") };
- * const server = await serve(grid, { port: 9443, tls });
- * ```
- */
-export interface TlsOptions {
-  /** The certificate chain, PEM. */
-  cert: string;
-  /** The private key, PEM. */
-  key: string;
-}
-
-/**
- * Where and how a server adapter listens.
- *
- * @example
- * ```ts
- * import { serve, type ServeOptions } from "wsgrid/serve";
- * const opts: ServeOptions = { port: 9000, hostname: "0.0.0.0" };
- * const server = await serve(grid, opts);
- * ```
- */
-export interface ServeOptions {
-  /** The port to listen on; `0` picks a free port, read it back from {@link GridServer.port}. */
-  port: number;
-  /**
-   * The interface to listen on.
-   * @default all interfaces (the runtime's default)
-   */
-  hostname?: string;
-  /**
-   * Serve `wss://` with this certificate and key.
-   * @default undefined (plain `ws://`)
-   */
-  tls?: TlsOptions;
-  /**
-   * Aborting it closes the server, as {@link GridServer.close} does.
-   * @default undefined
-   */
-  signal?: AbortSignal;
-}
-
-/**
- * A running grid server, as returned by every adapter.
- *
- * @example
- * ```ts
- * import { serve } from "wsgrid/serve";
- * const server = await serve(grid, { port: 0, hostname: "127.0.0.1" });
- * console.log(`listening on ${server.port}`);
- * await server.close();
- * ```
- */
-export interface GridServer {
-  /** The port actually bound (the chosen one when listening on port `0`). */
-  readonly port: number;
-  /**
-   * Stops listening and closes the grid sockets this server accepted. Resolves
-   * once nothing of the server keeps the process alive. Calling it again
-   * returns the same promise.
-   */
-  close(): Promise<void>;
-}
+export type { GridServer, ServeOptions, TlsOptions } from "./_server.ts";
+import type { GridServer, ServeOptions } from "./_server.ts";
 
 /** The runtime a program runs on, as far as choosing an adapter goes. */
 export type Runtime = "deno" | "bun" | "node";

@@ -7,7 +7,6 @@
  *
  * @module
  */
-import type { ConnectionSettings } from "../connection.ts";
 import { DisconnectedError, errorFromCode, type GridError, ProtocolError, UnauthorizedError } from "../errors.ts";
 import { Link } from "../link.ts";
 import type { Message } from "../protocol/frame.ts";
@@ -64,11 +63,19 @@ export interface DialFailed {
   err: GridError;
 }
 
+/** The settings a dial reads (a Connection's settings have them all). */
+export interface DialSettings {
+  readonly handshakeTimeout: number;
+  readonly maxMessageBytes: number;
+  readonly maxQueuedBytes: number;
+  readonly writeTimeout: number;
+}
+
 /** Options of {@link dial}. */
 export interface DialOptions {
   readonly url: string;
   readonly remote: string;
-  readonly settings: ConnectionSettings;
+  readonly settings: DialSettings;
   readonly credentials: DialCredentials;
   openSocket(url: string): GridSocket;
   /** Aborting closes whatever the dial has opened. */

@@ -7,6 +7,7 @@
  */
 import type { CallContext, Codec, StreamCall } from "../types.ts";
 import { raw } from "./codecs.ts";
+import { GridError } from "../errors.ts";
 
 /** A registered single-request handler (bytes in, bytes out). */
 export interface SingleEntry {
@@ -26,7 +27,8 @@ export interface StreamEntry {
   readonly payload: Codec<unknown>;
   readonly request: Codec<unknown>;
   readonly response: Codec<unknown>;
-  readonly fn: (call: StreamCall<unknown, unknown, unknown>) => void | Promise<void>;
+  /** Writes `call.responses`, or returns an async iterable (an `async function*`) of the responses. */
+  readonly fn: (call: StreamCall<unknown, unknown, unknown>) => void | Promise<void> | AsyncIterable<unknown>;
 }
 
 /** Either kind of entry. */
@@ -41,7 +43,10 @@ interface Slot {
 export class HandlerRegistry {
   private readonly slots = new Map<string, Slot>();
 
-  /** Registers an entry; replaces an earlier one for the same name and subroute. */
+  /**
+   * Registers an entry. A second registration of a name and subroute is refused, as MinIO's
+   * grid refuses it (ErrHandlerAlreadyExists): silently replacing a handler hides a wiring bug.
+   */
   add(entry: HandlerEntry, subroute: string | undefined): void {
     if (typeof entry.name !== "string" || entry.name.length === 0) {
       throw new TypeError("Cannot register handler: name must be a non-empty string");
@@ -50,6 +55,11 @@ export class HandlerRegistry {
     if (slot === undefined) {
       slot = { any: undefined, bySubroute: undefined };
       this.slots.set(entry.name, slot);
+    }
+    const taken = subroute === undefined ? slot.any !== undefined : slot.bySubroute?.has(subroute) === true;
+    if (taken) {
+      const sub = subroute === undefined ? "" : ` (subroute "${subroute}")`;
+      throw new GridError("exists", `Cannot register handler "${entry.name}"${sub}: it is registered already`);
     }
     if (subroute === undefined) slot.any = entry;
     else (slot.bySubroute ??= new Map()).set(subroute, entry);

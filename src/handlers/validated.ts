@@ -103,7 +103,7 @@ function validatedResponses(
 export function validatedStream(
   name: string,
   schemas: Schemas,
-  fn: (call: StreamCall<unknown, unknown, unknown>) => void | Promise<void>,
+  fn: (call: StreamCall<unknown, unknown, unknown>) => void | Promise<void> | AsyncIterable<unknown>,
 ): (call: StreamCall<unknown, unknown, unknown>) => Promise<void> {
   return async (call) => {
     const payload = schemas.payload === undefined
@@ -115,7 +115,8 @@ export function validatedStream(
     const responses = schemas.response === undefined
       ? undefined
       : validatedResponses(call.responses, schemas.response, `response of "${name}"`);
-    await fn({
+    const out = responses?.stream ?? call.responses;
+    const r = await fn({
       get signal() {
         return call.signal;
       },
@@ -124,8 +125,14 @@ export function validatedStream(
       subroute: call.subroute,
       payload,
       requests,
-      responses: responses?.stream ?? call.responses,
+      responses: out,
     });
+    // An `async function*` handler: its yields are the responses, each validated on its way out.
+    if (typeof r === "object" && r !== null && typeof (r as AsyncIterable<unknown>)[Symbol.asyncIterator] === "function") {
+      const w = out.getWriter();
+      for await (const v of r as AsyncIterable<unknown>) await w.write(v);
+      await w.close();
+    }
     // The wire's stream ends when this returns: responses still being validated must reach it first.
     await responses?.settled();
   };

@@ -6,24 +6,15 @@
  * @module
  */
 import { type GridError, InvalidError, TimeoutError } from "../errors.ts";
-import type { HandlerRegistry, SingleEntry, StreamEntry } from "../handlers/registry.ts";
+import type { SingleEntry, StreamEntry } from "../handlers/registry.ts";
 import type { Link } from "../link.ts";
 import type { Message } from "../protocol/frame.ts";
 import { OP_CANCEL, OP_REQUEST, OP_RESPONSE, OP_STREAM_OPEN, OP_STREAM_PING } from "../protocol/ops.ts";
-import type { HandlerStatsTable } from "../stats/handler_stats.ts";
-import { CalleeStream } from "../stream/callee_stream.ts";
+import { type CalleeHost, CalleeStream } from "../stream/callee_stream.ts";
 import type { CallContext } from "../types.ts";
-import { cancelReason, errorCode, errorMessage, handlerErrorMessage } from "./wire.ts";
+import { cancelReason, errorCode, errorMessage, handlerErrorMessage, whenPassed } from "./wire.ts";
 
-/** What the callee needs from its connection. */
-export interface CalleeHost {
-  readonly remote: string;
-  readonly maxPayload: number;
-  /** Only handlers registered readOnly may be called (admin connections). */
-  readonly readOnly: boolean;
-  readonly registry: HandlerRegistry;
-  readonly handlerStats: HandlerStatsTable;
-}
+export type { CalleeHost };
 
 /** A single request being served; also its handler's CallContext. */
 class ServedRequest implements CallContext {
@@ -36,7 +27,10 @@ class ServedRequest implements CallContext {
   readonly link: Link;
   private ctrl: AbortController | null = null;
   private reason: unknown = undefined;
-  private timer: ReturnType<typeof setTimeout> | undefined;
+  /** Cancels the deadline timer, once armed. */
+  private stopTimer: (() => void) | undefined;
+  /** When the deadline passes, `performance.now()` time. */
+  private readonly expiresAt: number;
   done = false;
   /** The deadline passed while the handler ran (its signal aborted with a TimeoutError). */
   expired = false;
@@ -49,6 +43,7 @@ class ServedRequest implements CallContext {
     this.link = link;
     this.start = performance.now();
     this.deadline = m.deadline > 0 ? Date.now() + m.deadline : undefined;
+    this.expiresAt = m.deadline > 0 ? this.start + m.deadline : Infinity;
   }
 
   /** Created on first use: most handlers never look at it. */
@@ -56,12 +51,12 @@ class ServedRequest implements CallContext {
     if (this.ctrl === null) {
       this.ctrl = new AbortController();
       if (this.reason !== undefined) this.ctrl.abort(this.reason);
-      else if (this.deadline !== undefined && !this.done) {
-        const ms = Math.max(0, this.deadline - Date.now());
-        this.timer = setTimeout(() => {
+      else if (this.expiresAt !== Infinity && !this.done) {
+        this.stopTimer = whenPassed(this.expiresAt, () => {
+          this.stopTimer = undefined;
           this.expired = true;
           this.abort(new TimeoutError(`Call "${this.name}" from "${this.remote}" passed its deadline`));
-        }, ms);
+        });
       }
     }
     return this.ctrl.signal;
@@ -69,8 +64,8 @@ class ServedRequest implements CallContext {
 
   /** Aborts the handler's signal (now or when it is first read). */
   abort(reason: unknown): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.stopTimer?.();
+    this.stopTimer = undefined;
     if (this.reason !== undefined) return;
     this.reason = reason;
     this.ctrl?.abort(reason);
@@ -79,8 +74,8 @@ class ServedRequest implements CallContext {
   /** Stops the deadline timer. */
   release(): void {
     this.done = true;
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.stopTimer?.();
+    this.stopTimer = undefined;
   }
 }
 

@@ -9,19 +9,11 @@ import { DisconnectedError, type GridError, ProtocolError, TimeoutError } from "
 import type { Link } from "../link.ts";
 import { encodeRoute, type Message } from "../protocol/frame.ts";
 import { OP_ERROR, OP_REQUEST, OP_RESPONSE, OP_STREAM_OPEN } from "../protocol/ops.ts";
-import { CallerStream, type StreamCodecs } from "../stream/caller_stream.ts";
+import { abortReason, CallerStream, type MuxHost, type StreamCodecs } from "../stream/caller_stream.ts";
 import type { Stream } from "../types.ts";
 import { CANCEL_ABORTED, CANCEL_TIMEOUT, cancelMessage, decodeError } from "./wire.ts";
 
-/** What the mux needs from its connection. */
-export interface MuxHost {
-  /** The remote's name, for messages. */
-  readonly remote: string;
-  /** Largest payload of one message. */
-  readonly maxPayload: number;
-  /** Connection ping interval; streams are pinged as often. */
-  readonly pingInterval: number;
-}
+export type { MuxHost };
 
 interface PendingRequest {
   readonly id: number;
@@ -29,11 +21,11 @@ interface PendingRequest {
   readonly link: Link;
   resolve: (v: Uint8Array) => void;
   reject: (e: unknown) => void;
-  /** The request's timeout, ms, and when it passes (`performance.now()` time). */
+  /** The request's timeout, ms, and when it passes (`performance.now()` time); Infinity for none. */
   readonly timeout: number;
   readonly expiresAt: number;
-  /** The queue of requests with the same timeout that this one waits in. */
-  readonly queue: TimeoutQueue;
+  /** The queue of requests with the same timeout that this one waits in; null without a deadline. */
+  readonly queue: TimeoutQueue | null;
   finished: boolean;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
@@ -79,7 +71,10 @@ export class MuxCaller {
     }
   }
 
-  /** Sends a single request on `link` and resolves with the response payload. */
+  /**
+   * Sends a single request on `link` and resolves with the response payload. `timeout` is a
+   * whole number of ms up to MAX_TIMEOUT, or Infinity for no deadline.
+   */
   request(
     link: Link,
     name: string,
@@ -88,13 +83,22 @@ export class MuxCaller {
     timeout: number,
     signal: AbortSignal | undefined,
   ): Promise<Uint8Array> {
-    const route = encodeRoute(name, subroute);
+    let route: Uint8Array;
+    try {
+      route = encodeRoute(name, subroute);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const id = this.allocId();
+    const finite = timeout !== Infinity;
     return new Promise<Uint8Array>((resolve, reject) => {
-      let queue = this.timeouts.get(timeout);
-      if (queue === undefined) {
-        queue = { timeout, calls: [], head: 0, live: 0, timer: undefined };
-        this.timeouts.set(timeout, queue);
+      let queue: TimeoutQueue | undefined = undefined;
+      if (finite) {
+        queue = this.timeouts.get(timeout);
+        if (queue === undefined) {
+          queue = { timeout, calls: [], head: 0, live: 0, timer: undefined };
+          this.timeouts.set(timeout, queue);
+        }
       }
       const call: PendingRequest = {
         id,
@@ -104,21 +108,24 @@ export class MuxCaller {
         reject,
         timeout,
         expiresAt: performance.now() + timeout,
-        queue,
+        queue: queue ?? null,
         finished: false,
         signal,
         onAbort: undefined,
       };
       this.requests.set(id, call);
-      link.send({ op: OP_REQUEST, flags: 0, mux: id, seq: 0, deadline: timeout, route, payload });
-      queue.calls.push(call);
-      queue.live++;
-      if (queue.timer === undefined) this.armTimeout(queue);
+      link.send({ op: OP_REQUEST, flags: 0, mux: id, seq: 0, deadline: finite ? timeout : 0, route, payload });
+      if (queue !== undefined) {
+        queue.calls.push(call);
+        queue.live++;
+        if (queue.timer === undefined) this.armTimeout(queue);
+      }
       if (signal !== undefined) {
         call.onAbort = () => {
           if (this.finish(call)) {
-            link.send(cancelMessage(id, CANCEL_ABORTED));
-            reject(signal.reason);
+            const reason = abortReason(signal);
+            link.send(cancelMessage(id, reason instanceof TimeoutError ? CANCEL_TIMEOUT : CANCEL_ABORTED));
+            reject(reason);
           }
         };
         signal.addEventListener("abort", call.onAbort, { once: true });
@@ -136,7 +143,12 @@ export class MuxCaller {
     signal: AbortSignal | undefined,
     codecs: StreamCodecs<Req, Resp>,
   ): Promise<Stream<Req, Resp>> {
-    const route = encodeRoute(name, subroute);
+    let route: Uint8Array;
+    try {
+      route = encodeRoute(name, subroute);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const id = this.allocId();
     const st = new CallerStream<Req, Resp>(id, name, link, this.host, codecs, (s) => {
       this.streams.delete(s.id);
@@ -158,6 +170,7 @@ export class MuxCaller {
   private leaveQueue(call: PendingRequest): void {
     const q = call.queue;
     call.finished = true;
+    if (q === null) return;
     q.live--;
     if (q.live === 0) {
       if (q.timer !== undefined) clearTimeout(q.timer);
@@ -205,18 +218,27 @@ export class MuxCaller {
       if (call.expiresAt > now) break;
       if (this.finish(call)) {
         call.link.send(cancelMessage(call.id, CANCEL_TIMEOUT));
-        call.reject(new TimeoutError(`Request "${call.name}" to "${this.host.remote}" timed out after ${call.timeout} ms`));
+        call.reject(this.timeoutError(call));
       }
       if (q.live === 0) return;
     }
     if (q.timer === undefined && q.live > 0) this.armTimeout(q);
   }
 
+  private timeoutError(call: PendingRequest): TimeoutError {
+    return new TimeoutError(`Request "${call.name}" to "${this.host.remote}" timed out after ${call.timeout} ms`);
+  }
+
   /** Handles a callee → caller message. */
   onMessage(m: Message): void {
     const call = this.requests.get(m.mux);
     if (call !== undefined) {
-      if (m.op === OP_RESPONSE) {
+      if (performance.now() >= call.expiresAt) {
+        // The reply beat our timer, but the deadline has passed: the remote aborted its handler
+        // at the same moment, so whatever it answered is not a result (DESIGN.md, deadlines).
+        this.finish(call);
+        call.reject(this.timeoutError(call));
+      } else if (m.op === OP_RESPONSE) {
         this.finish(call);
         call.resolve(m.payload);
       } else if (m.op === OP_ERROR) {

@@ -105,10 +105,23 @@ export function decodeError(payload: Uint8Array): GridError {
 export const CANCEL_ABORTED = 0;
 /** The caller's deadline passed. */
 export const CANCEL_TIMEOUT = 1;
+/**
+ * A write of the caller failed (too large, not encodable): the error follows the
+ * reason byte as an error payload, so the handler's signal aborts with it. Peers
+ * that predate it read an unknown reason as a plain cancel.
+ */
+export const CANCEL_FAILED = 2;
 
-/** An OP_CANCEL message. */
-export function cancelMessage(mux: number, reason: number): OutMessage {
-  return msg(OP_CANCEL, mux, 0, Uint8Array.of(reason));
+/** An OP_CANCEL message; `err` travels with CANCEL_FAILED. */
+export function cancelMessage(mux: number, reason: number, err?: unknown): OutMessage {
+  if (reason !== CANCEL_FAILED || err === undefined) return msg(OP_CANCEL, mux, 0, Uint8Array.of(reason));
+  const d = describe(err);
+  const code = err instanceof GridError ? err.code : "remote";
+  const body = errorMessage(mux, code, d.message, d.code).payload;
+  const payload = new Uint8Array(1 + body.length);
+  payload[0] = reason;
+  payload.set(body, 1);
+  return msg(OP_CANCEL, mux, 0, payload);
 }
 
 /** The abort reason a handler sees for an OP_CANCEL payload. */
@@ -116,13 +129,49 @@ export function cancelReason(payload: Uint8Array, remote: string): Error {
   if (payload.length > 0 && payload[0] === CANCEL_TIMEOUT) {
     return new TimeoutError(`Call from "${remote}" passed its deadline`);
   }
+  if (payload.length > 1 && payload[0] === CANCEL_FAILED) return decodeError(payload.subarray(1));
   return new DOMException(`Call canceled by "${remote}"`, "AbortError");
 }
 
-/** Clamps a timeout to what a u32 header field and a timer can hold. */
-export function clampTimeout(ms: number): number {
-  if (!Number.isFinite(ms) || ms < 1) return 1;
-  return ms > MAX_TIMEOUT ? MAX_TIMEOUT : Math.floor(ms);
+/** First payload byte of a stream-req-credit message that says the handler stopped reading its requests. */
+export const REQUESTS_STOPPED = 1;
+
+/**
+ * A call's timeout option as a deadline in ms: `undefined` takes `dflt`, `Infinity` means no
+ * deadline (returned as Infinity), other values are clamped to what a u32 header field and a
+ * timer can hold (1 ms at least).
+ *
+ * @throws {RangeError} `ms` is not a number greater than 0 (NaN, 0, negative)
+ */
+export function callTimeout(ms: number | undefined, dflt: number): number {
+  if (ms === undefined) ms = dflt;
+  if (typeof ms !== "number" || !(ms > 0)) {
+    throw new RangeError(`Cannot make call: option "timeout" must be a number above 0 or Infinity, got ${String(ms)}`);
+  }
+  if (ms === Infinity) return Infinity;
+  return ms > MAX_TIMEOUT ? MAX_TIMEOUT : Math.max(1, Math.floor(ms));
+}
+
+/**
+ * Runs `fire` once `performance.now()` reaches `at`, and returns what cancels it. Timers may
+ * fire early against `performance.now()` (Node's timers count from the loop's cached time): an
+ * early one is armed again, so that a handler's deadline never passes before its caller's.
+ */
+export function whenPassed(at: number, fire: () => void): () => void {
+  let timer: ReturnType<typeof setTimeout> | undefined = undefined;
+  const arm = () => {
+    timer = setTimeout(() => {
+      if (performance.now() < at) arm();
+      else fire();
+    }, Math.max(0, Math.ceil(at - performance.now())));
+  };
+  arm();
+  return () => clearTimeout(timer);
+}
+
+/** What is left of a deadline of `timeout` ms after `elapsed` ms (1 ms at least; Infinity stays). */
+export function timeLeft(timeout: number, elapsed: number): number {
+  return timeout === Infinity ? Infinity : Math.max(1, Math.floor(timeout - elapsed));
 }
 
 /** Message of an unknown thrown value. */

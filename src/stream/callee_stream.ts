@@ -8,7 +8,7 @@
  * @module
  */
 import { DisconnectedError, GridError, PayloadTooLargeError, ProtocolError, TimeoutError } from "../errors.ts";
-import type { StreamEntry } from "../handlers/registry.ts";
+import type { HandlerRegistry, StreamEntry } from "../handlers/registry.ts";
 import type { Link } from "../link.ts";
 import type { Message } from "../protocol/frame.ts";
 import {
@@ -23,9 +23,26 @@ import {
   OP_STREAM_RESP_END,
 } from "../protocol/ops.ts";
 import type { StreamCall } from "../types.ts";
-import type { CalleeHost } from "../mux/callee.ts";
-import { describe, errorMessage, handlerErrorMessage, msg } from "../mux/wire.ts";
+import type { HandlerStatsTable } from "../stats/handler_stats.ts";
+import { describe, errorMessage, handlerErrorMessage, msg, REQUESTS_STOPPED, whenPassed } from "../mux/wire.ts";
 import { CreditGate, creditsToReturn } from "./credits.ts";
+
+/** What the callee side (streams and the mux that holds them) needs from its connection. */
+export interface CalleeHost {
+  readonly remote: string;
+  readonly maxPayload: number;
+  /** Only handlers registered readOnly may be called (admin connections). */
+  readonly readOnly: boolean;
+  readonly registry: HandlerRegistry;
+  readonly handlerStats: HandlerStatsTable;
+}
+
+const STOPPED_PAYLOAD = Uint8Array.of(REQUESTS_STOPPED);
+
+/** Whether a handler's return value is an async iterable of responses (an `async function*`). */
+function isAsyncIterable(v: unknown): v is AsyncIterable<unknown> {
+  return typeof v === "object" && v !== null && typeof (v as AsyncIterable<unknown>)[Symbol.asyncIterator] === "function";
+}
 
 /** One stream this side serves; also the handler's StreamCall. */
 export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
@@ -35,6 +52,8 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
   readonly remote: string;
   readonly subroute: string;
   readonly deadline: number | undefined;
+  /** Epoch ms when the stream opened, which `deadline` counts from. */
+  private readonly openedAt: number;
   readonly payload: unknown;
   readonly requests: ReadableStream<unknown> | null;
   readonly responses: WritableStream<unknown>;
@@ -50,7 +69,10 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
   private returned = 0;
   private sendSeq = 0;
   private recvSeq = 0;
-  private pendingWrites = 0;
+  /** A response write is in the sink (waiting for credit or the link). */
+  private sinkBusy = false;
+  /** Writes that reached the sink, to tell an idle sink from one between two queued writes. */
+  private writesStarted = 0;
   /** The error of a response write that failed (too large, not encodable): the writable is errored. */
   private writeFailure: { err: unknown } | null = null;
   private idle: (() => void) | null = null;
@@ -58,7 +80,8 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
   private requestsEnded = false;
   private requestsCanceled = false;
   private done = false;
-  private timer: ReturnType<typeof setTimeout> | undefined;
+  /** Cancels the deadline timer, once armed. */
+  private stopTimer: (() => void) | undefined;
   private lastHeard = performance.now();
 
   constructor(m: Message, entry: StreamEntry, link: Link, host: CalleeHost, onDone: (s: CalleeStream, ok: boolean) => void) {
@@ -69,7 +92,8 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
     this.onDone = onDone;
     this.remote = host.remote;
     this.subroute = m.subroute;
-    this.deadline = m.deadline > 0 ? Date.now() + m.deadline : undefined;
+    this.openedAt = Date.now();
+    this.deadline = m.deadline > 0 ? this.openedAt + m.deadline : undefined;
     this.rawPayload = m.payload;
     this.payload = undefined;
     this.gate = new CreditGate(entry.outCapacity);
@@ -87,9 +111,11 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
         }
       },
       cancel: () => {
-        // The handler stopped reading (a `break` out of `for await` does this): later
-        // requests are dropped, and no credit goes back, so the caller's writer waits.
+        // The handler stopped reading (a `break` out of `for await` does this): later requests
+        // are dropped, and the caller is told, so that its writes fail instead of waiting for
+        // credit that never comes. The responses go on.
         this.requestsCanceled = true;
+        if (!this.done && !this.requestsEnded) this.link.send(msg(OP_STREAM_REQ_CREDIT, this.id, 0, STOPPED_PAYLOAD));
       },
     }, { highWaterMark: inCap, size: () => 1 });
     this.responses = new WritableStream<unknown>({
@@ -103,6 +129,10 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
         });
       },
       write: async (chunk) => {
+        // Counted here, not in the strategy's size(): size() also runs for writes the stream
+        // rejects without calling the sink (after close() or an error), which would never end.
+        this.sinkBusy = true;
+        this.writesStarted++;
         try {
           const wait = this.gate.take();
           if (wait !== undefined) await wait;
@@ -119,27 +149,51 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
           // The writable is errored now: writes queued behind this one are rejected
           // without reaching this sink, so none is pending any more.
           this.writeFailure ??= { err: e };
-          this.pendingWrites = 1;
           throw e;
         } finally {
-          if (--this.pendingWrites === 0 && this.idle !== null) {
-            const idle = this.idle;
-            this.idle = null;
-            idle();
-          }
+          this.sinkBusy = false;
+          this.wakeIdle();
         }
       },
       close: () => {
         this.responsesClosed = true;
+        this.wakeIdle();
       },
       abort: (reason) => this.handlerAborted(reason),
-    }, {
-      highWaterMark: entry.outCapacity,
-      size: () => {
-        this.pendingWrites++;
-        return 1;
-      },
-    });
+    }, { highWaterMark: entry.outCapacity, size: () => 1 });
+  }
+
+  private wakeIdle(): void {
+    const idle = this.idle;
+    this.idle = null;
+    idle?.();
+  }
+
+  /**
+   * Waits until every response the handler wrote before returning reached the wire (or failed).
+   * The writable hands the next queued chunk to the sink within microtasks of the previous
+   * write settling, so a sink that is idle across a task boundary with no new write started has
+   * an empty queue. A handler that closed its responses skips this: close() follows the queue.
+   */
+  private async drained(): Promise<void> {
+    while (!this.done && !this.responsesClosed && this.writeFailure === null) {
+      if (this.sinkBusy) {
+        await new Promise<void>((resolve) => {
+          this.idle = resolve;
+        });
+        continue;
+      }
+      const started = this.writesStarted;
+      await new Promise<void>((resolve) => setTimeout(resolve, 0));
+      if (!this.sinkBusy && this.writesStarted === started) return;
+    }
+  }
+
+  /** Writes what an `async function*` handler yields, with the credits' backpressure, then closes. */
+  private async pump(responses: AsyncIterable<unknown>): Promise<void> {
+    const w = this.responses.getWriter();
+    for await (const v of responses) await w.write(v);
+    await w.close();
   }
 
   /** The handler aborted its responses: the caller's stream errors with the reason. */
@@ -162,13 +216,14 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
       return;
     }
     if (this.deadline !== undefined) {
-      this.timer = setTimeout(() => {
+      this.stopTimer = whenPassed(this.start + (this.deadline - this.openedAt), () => {
         const err = new TimeoutError(`Stream "${this.entry.name}" from "${this.remote}" passed its deadline`);
         this.end(errorMessage(this.id, "timeout", err.message), false, err);
-      }, this.deadline - Date.now());
+      });
     }
     Promise.resolve()
       .then(() => this.entry.fn(this))
+      .then((r) => isAsyncIterable(r) ? this.pump(r) : undefined)
       .then(
         () => this.returned_(),
         (e) => this.end(handlerErrorMessage(this.id, e), false, e, true),
@@ -181,11 +236,8 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
 
   private async returned_(): Promise<void> {
     if (this.done) return;
-    if (!this.responsesClosed && this.pendingWrites > 0 && this.writeFailure === null) {
-      await new Promise<void>((resolve) => {
-        this.idle = resolve;
-      });
-    }
+    await this.drained();
+    if (this.done) return;
     if (this.writeFailure !== null) {
       // Responses were lost: the caller must not see a normal end.
       const d = describe(this.writeFailure.err);
@@ -260,7 +312,8 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
   private end(final: ReturnType<typeof msg> | null, ok: boolean, reason: unknown, afterData = false): void {
     if (this.done) return;
     this.done = true;
-    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.stopTimer?.();
+    this.wakeIdle();
     if (final !== null && !this.link.closed) {
       if (afterData) this.link.sendAfterBulk(final);
       else this.link.send(final);

@@ -21,14 +21,23 @@ import {
   OP_STREAM_RESP_END,
 } from "../protocol/ops.ts";
 import type { Codec, Stream } from "../types.ts";
-import type { MuxHost } from "../mux/caller.ts";
-import { CANCEL_ABORTED, CANCEL_TIMEOUT, cancelMessage, decodeError, msg } from "../mux/wire.ts";
+import { CANCEL_ABORTED, CANCEL_FAILED, CANCEL_TIMEOUT, cancelMessage, decodeError, msg, REQUESTS_STOPPED } from "../mux/wire.ts";
 import { CreditGate, creditsToReturn } from "./credits.ts";
 
 /** Codecs of a stream's request and response messages. */
 export interface StreamCodecs<Req, Resp> {
   request: Codec<Req>;
   response: Codec<Resp>;
+}
+
+/** What a caller's stream (and the mux that holds it) needs from its connection. */
+export interface MuxHost {
+  /** The remote's name, for messages. */
+  readonly remote: string;
+  /** Largest payload of one message. */
+  readonly maxPayload: number;
+  /** Connection ping interval; streams are pinged as often. */
+  readonly pingInterval: number;
 }
 
 const OPENING = 0;
@@ -57,6 +66,9 @@ export class CallerStream<Req, Resp> {
   private lastHeard = performance.now();
   private lastPing = performance.now();
   private timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the stream's deadline passes (`performance.now()` time); Infinity when it has none. */
+  private expiresAt = Infinity;
+  private timeout = 0;
   private signal: AbortSignal | undefined;
   private onAbort: (() => void) | undefined;
   /** A remote error that waits for the responses received before it to be read. */
@@ -84,26 +96,37 @@ export class CallerStream<Req, Resp> {
       this.openResolve = resolve;
       this.openReject = reject;
       if (timeout !== undefined) {
-        this.timer = setTimeout(() => {
-          this.fail(
-            new TimeoutError(`Stream "${this.name}" to "${this.host.remote}" timed out after ${timeout} ms`),
-            true,
-            CANCEL_TIMEOUT,
-          );
-        }, timeout);
+        this.timeout = timeout;
+        this.expiresAt = performance.now() + timeout;
+        this.timer = setTimeout(() => this.timedOut(), timeout);
       }
       if (signal !== undefined) {
         this.signal = signal;
-        this.onAbort = () => this.fail(signal.reason, true, CANCEL_ABORTED);
+        this.onAbort = () => {
+          const reason = abortReason(signal);
+          this.fail(reason, true, reason instanceof TimeoutError ? CANCEL_TIMEOUT : CANCEL_ABORTED);
+        };
         signal.addEventListener("abort", this.onAbort, { once: true });
       }
     });
   }
 
+  private timedOut(): void {
+    this.fail(
+      new TimeoutError(`Stream "${this.name}" to "${this.host.remote}" timed out after ${this.timeout} ms`),
+      true,
+      CANCEL_TIMEOUT,
+    );
+  }
+
   /** Handles a callee → caller message for this stream. */
   onMessage(m: Message): void {
     if (this.state === DONE) return;
-    this.lastHeard = performance.now();
+    const now = performance.now();
+    // A message at or after the deadline must not end (or extend) the stream normally, even
+    // when it beats our own timer (the remote's timer fires at the same moment).
+    if (now >= this.expiresAt) return this.timedOut();
+    this.lastHeard = now;
     switch (m.op) {
       case OP_STREAM_ACK:
         if (this.state !== OPENING) return this.violation("duplicate ack");
@@ -136,10 +159,22 @@ export class CallerStream<Req, Resp> {
         this.gate?.fail(new GridError("closed", `Cannot write: stream "${this.name}" ended`));
         return;
       case OP_STREAM_REQ_CREDIT:
+        if (m.payload.length > 0 && m.payload[0] === REQUESTS_STOPPED) return this.requestsStopped();
         this.gate?.grant(m.seq);
         return;
       default:
         return this.violation(`unexpected op ${m.op}`);
+    }
+  }
+
+  /** The handler canceled its requests: pending and later writes reject, the responses go on. */
+  private requestsStopped(): void {
+    const err = new GridError("closed", `Cannot write: the handler of stream "${this.name}" stopped reading its requests`);
+    this.gate?.fail(err);
+    try {
+      this.reqCtrl?.error(err);
+    } catch {
+      // Already closed by the caller.
     }
   }
 
@@ -193,11 +228,19 @@ export class CallerStream<Req, Resp> {
         write: async (chunk) => {
           const wait = gate.take();
           if (wait !== undefined) await wait;
-          const payload = this.codecs.request.encode(chunk);
-          if (payload.length > this.host.maxPayload) {
-            throw new PayloadTooLargeError(
-              `Cannot send request message of ${payload.length} bytes: exceeds maxMessageBytes ${this.host.maxPayload}`,
-            );
+          let payload: Uint8Array;
+          try {
+            payload = this.codecs.request.encode(chunk);
+            if (payload.length > this.host.maxPayload) {
+              throw new PayloadTooLargeError(
+                `Cannot send request message of ${payload.length} bytes: exceeds maxMessageBytes ${this.host.maxPayload}`,
+              );
+            }
+          } catch (e) {
+            // The writable errors now, so the handler would wait for requests that never come:
+            // the write's failure ends the call on both sides.
+            this.fail(e, true, CANCEL_FAILED);
+            throw e;
           }
           if (this.state !== OPEN) throw new DisconnectedError(`Cannot write: stream "${this.name}" ended`);
           const seq = this.sendSeq;
@@ -215,7 +258,11 @@ export class CallerStream<Req, Resp> {
     }
     const resolve = this.openResolve!;
     this.openResolve = this.openReject = null;
-    resolve({ requests, responses });
+    const dispose = () => {
+      this.fail(new DOMException(`Stream "${this.name}" disposed`, "AbortError"), true, CANCEL_ABORTED);
+      return Promise.resolve();
+    };
+    resolve({ requests, responses: iterable(responses), [Symbol.asyncDispose]: dispose });
   }
 
   /** Sends a stream ping, or fails the stream when the handler stopped answering. */
@@ -254,7 +301,7 @@ export class CallerStream<Req, Resp> {
   fail(err: unknown, sendCancel: boolean, reason = CANCEL_ABORTED, fromConsumer = false, afterQueued = false): void {
     const wasOpening = this.state === OPENING;
     if (!this.finish()) return;
-    if (sendCancel && !this.link.closed) this.link.send(cancelMessage(this.id, reason));
+    if (sendCancel && !this.link.closed) this.link.send(cancelMessage(this.id, reason, err));
     if (wasOpening) {
       const reject = this.openReject!;
       this.openResolve = this.openReject = null;
@@ -278,4 +325,37 @@ export class CallerStream<Req, Resp> {
       // Already closed.
     }
   }
+}
+
+/**
+ * The error a call aborted through `signal` rejects with: its reason, except that the reason of
+ * `AbortSignal.timeout()` (a DOMException named "TimeoutError") becomes a {@link TimeoutError}.
+ */
+export function abortReason(signal: AbortSignal): unknown {
+  const r = signal.reason;
+  if (r instanceof DOMException && r.name === "TimeoutError") {
+    return new TimeoutError(`Call timed out: ${r.message}`, { cause: r });
+  }
+  return r;
+}
+
+/**
+ * `stream` with `Symbol.asyncIterator`, added where the runtime's ReadableStream lacks it (Safari):
+ * the iterator reads through a reader, and leaving the loop early cancels the stream.
+ */
+function iterable<T>(stream: ReadableStream<T>): ReadableStream<T> & AsyncIterable<T> {
+  const s = stream as ReadableStream<T> & Partial<AsyncIterable<T>>;
+  if (typeof s[Symbol.asyncIterator] === "function") return stream as ReadableStream<T> & AsyncIterable<T>;
+  return Object.defineProperty(stream, Symbol.asyncIterator, {
+    value(): AsyncIterator<T> {
+      const reader = s.getReader();
+      return {
+        next: () => reader.read() as Promise<IteratorResult<T>>,
+        return: async (): Promise<IteratorResult<T>> => {
+          await reader.cancel();
+          return { done: true, value: undefined };
+        },
+      };
+    },
+  }) as ReadableStream<T> & AsyncIterable<T>;
 }

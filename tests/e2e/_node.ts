@@ -13,8 +13,11 @@
  *
  * Handlers: `echo`, `whoami` (runtime, pid, local), `fail` (always throws), `sleep` (waits `ms` from its payload
  * or until its signal aborts), stream `echo-stream` (echoes each request), stream
- * `produce` (payload `{ n }`: writes n responses, the i-th holding i). Handler aborts are
- * recorded as events, with Manager events (connect, disconnect, restart).
+ * `produce` (payload `{ n }`: writes n responses, the i-th holding i), and for the lifecycle
+ * property (tests/e2e/_no_promise_left.ts): `until-aborted` (answers only once its signal
+ * aborted), stream `stop-reading` (stops reading its requests after the first, then answers
+ * one response), stream `write-after-close` (writes, closes, writes again and returns). Handler
+ * aborts are recorded as events, with Manager events (connect, disconnect, restart).
  *
  * On `close` it closes the grid, its server and stdin and then must exit by itself:
  * nothing here calls `process.exit` on that path, so a leftover timer or socket in the
@@ -203,6 +206,23 @@ grid.handleStream("produce", async (call: StreamCall<Uint8Array, Uint8Array, Uin
 grid.handle("fail", () => {
   throw new Error("Cannot serve: this handler always fails");
 });
+grid.handle("until-aborted", async (req, ctx) => {
+  await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve, { once: true }));
+  return req;
+});
+grid.handleStream("stop-reading", async (call: StreamCall<Uint8Array, Uint8Array, Uint8Array>) => {
+  for await (const _ of call.requests!) break;
+  const w = call.responses.getWriter();
+  await w.write(u32(0));
+  await w.close();
+}, { inCapacity: 2, outCapacity: 4 });
+grid.handleStream("write-after-close", (call: StreamCall<Uint8Array, Uint8Array, Uint8Array>) => {
+  const w = call.responses.getWriter();
+  void w.write(u32(0)).catch(() => {});
+  void w.write(u32(1)).catch(() => {});
+  void w.close().catch(() => {});
+  void w.write(u32(2)).catch(() => {});
+}, { inCapacity: 0, outCapacity: 1 });
 
 const accepts: AcceptCounts = { accepted: 0, busy: 0, pending: 0, maxPending: 0 };
 
