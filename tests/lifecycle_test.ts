@@ -539,7 +539,8 @@ describe("registration and lifecycle hooks", () => {
       assert.equal(grid!.signal.aborted, true);
       assert.equal(client!.state, "closed");
       // The server is closed: its port can be bound again.
-      const again = await serve(new Manager({ local: a.url, hosts: [a.url, b.url], secret: SECRET }), { port: a.port, hostname: HOST });
+      await using other = new Manager({ local: a.url, hosts: [a.url, b.url], secret: SECRET });
+      const again = await serve(other, { port: a.port, hostname: HOST });
       await again.close();
     } finally {
       await a.stop();
