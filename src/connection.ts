@@ -331,7 +331,7 @@ export class Connection {
     const last = this.lastError;
     if (this.owner.refusalsFailCalls && last !== null && (last.code === "unauthorized" || last.code === "protocol")) return last;
     if (options?.waitForConnect === true || !this.everUp) return null;
-    return this.downErr();
+    return downError(this.remote, last);
   }
 
   /**
@@ -394,18 +394,6 @@ export class Connection {
   /** Whether the connection is closed for good. */
   private isClosed(): boolean {
     return this.stateValue === "closed";
-  }
-
-  /**
-   * The error of a call made while down. A peer's refusal is not authenticated,
-   * so it never turns into an UnauthorizedError for calls; a client's is.
-   */
-  private downErr(): GridError {
-    const last = this.lastError;
-    if (!this.owner.refusalsFailCalls && last !== null && (last.code === "unauthorized" || last.code === "protocol")) {
-      return new DisconnectedError(`Cannot call "${this.remote}": connection is down (last error: ${last.message})`, { cause: last });
-    }
-    return downError(this.remote, last);
   }
 
   /** The error of a call made after close. */

@@ -21,13 +21,12 @@ import {
   constantTimeEqual,
   decodeHello,
   decodeProof,
-  encodeHandshake,
+  handshakeMessage,
   type Hello,
   helloVersion,
   type HmacKey,
   newChallenge,
   type PeerHello,
-  type Ready,
   refusedWelcome,
   signTranscript,
   type Transcript,
@@ -71,8 +70,6 @@ export function dialRuleCheck(from: string, local: string): string | null {
 /** Reasons a link closed itself during the handshake, by the close code it used. */
 const CLOSE_REASONS: Readonly<Record<number, string>> = { 1002: "malformed", 1003: "text-frame", 1009: "oversize" };
 
-const WELCOME = (payload: Uint8Array): OutMessage => ({ op: OP_WELCOME, flags: 0, mux: 0, seq: 0, deadline: 0, route: null, payload });
-const READY = (r: Ready): OutMessage => ({ op: OP_READY, flags: 0, mux: 0, seq: 0, deadline: 0, route: null, payload: encodeHandshake(r) });
 
 /** One socket's handshake on the accepting side. */
 class Attempt {
@@ -173,8 +170,8 @@ export class Acceptor {
   private refuse(a: Attempt, reason: string, code: string, message: string): void {
     if (a.link.closed) return;
     const payload = a.welcomed
-      ? READY({ ok: false, code, reason: message })
-      : WELCOME(encodeHandshake(refusedWelcome(PROTOCOL_VERSION, code, message)));
+      ? handshakeMessage(OP_READY, { ok: false, code, reason: message })
+      : handshakeMessage(OP_WELCOME, refusedWelcome(PROTOCOL_VERSION, code, message));
     a.link.send(payload);
     a.link.flushNow();
     this.fail(a, reason, new GridError(code, `Handshake refused: ${message}`), 1008);
@@ -207,7 +204,7 @@ export class Acceptor {
     const transcript: Transcript = { v: PROTOCOL_VERSION, hello, welcome };
     welcome.mac = await signTranscript(key, "acceptor", transcript);
     if (a.link.closed || this.host.isClosed()) return;
-    a.link.send(WELCOME(encodeHandshake(welcome)));
+    a.link.send(handshakeMessage(OP_WELCOME, welcome));
     a.welcomed = true;
     a.step = "proof";
     this.arm(a, this.host.settings.helloTimeout, "no proof");
@@ -223,7 +220,7 @@ export class Acceptor {
       return this.refuse(a, "bad-mac", "unauthorized", "proof is not signed with this grid's secret");
     }
     if (a.link.closed || this.host.isClosed()) return;
-    this.complete(a, READY({ ok: true, code: "", reason: "" }), () => conn.adopt(a.link, hello.id, undefined, limitsOf(hello)));
+    this.complete(a, handshakeMessage(OP_READY, { ok: true, code: "", reason: "" }), () => conn.adopt(a.link, hello.id, undefined, limitsOf(hello)));
   }
 
   /** The proof's payload when it arrives, null when the attempt ended first. */
@@ -275,7 +272,7 @@ export class Acceptor {
     }
     this.complete(
       a,
-      WELCOME(encodeHandshake(this.welcome())),
+      handshakeMessage(OP_WELCOME, this.welcome()),
       () => conn.adopt(a.link, "admin", () => this.host.closeAdmin(conn), limitsOf(hello)),
     );
   }

@@ -15,7 +15,7 @@ import { type GridSocket, SOCKET_OPEN } from "../socket.ts";
 import {
   decodeReady,
   decodeWelcome,
-  encodeHandshake,
+  handshakeMessage,
   type Hello,
   newChallenge,
   type Transcript,
@@ -81,8 +81,6 @@ export interface DialOptions {
   /** Aborting closes whatever the dial has opened. */
   readonly signal: AbortSignal;
 }
-
-const hs = (op: number, payload: Uint8Array) => ({ op, flags: 0, mux: 0, seq: 0, deadline: 0, route: null, payload });
 
 /** Opens a socket to `url` and runs the handshake; never rejects. */
 export async function dial(o: DialOptions): Promise<Dialed | DialFailed> {
@@ -219,8 +217,8 @@ function handshake(o: DialOptions, socket: GridSocket): Promise<Dialed | DialFai
         return fail("forged", new UnauthorizedError(`Handshake with "${o.remote}" failed: its welcome is not signed with our secret`), 1000);
       }
       step = "ready";
-      link.send(hs(OP_PROOF, encodeHandshake({ mac })));
+      link.send(handshakeMessage(OP_PROOF, { mac }));
     };
-    link.send(hs(OP_HELLO, encodeHandshake(hello)));
+    link.send(handshakeMessage(OP_HELLO, hello));
   });
 }

@@ -27,6 +27,7 @@
  */
 import { pack, unpack } from "msgpackr";
 import { ProtocolError } from "../errors.ts";
+import type { OutMessage } from "../protocol/frame.ts";
 
 /** Bytes of random challenge each side contributes. */
 export const CHALLENGE_BYTES = 32;
@@ -153,6 +154,11 @@ export function encodeHandshake(h: Hello | Welcome | Proof | Ready): Uint8Array 
   const o: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(h)) if (v !== undefined) o[k] = v;
   return pack(o);
+}
+
+/** A handshake message of `op` carrying `body`, ready for `Link.send`. */
+export function handshakeMessage(op: number, body: Hello | Welcome | Proof | Ready): OutMessage {
+  return { op, flags: 0, mux: 0, seq: 0, deadline: 0, route: null, payload: encodeHandshake(body) };
 }
 
 /**

@@ -273,8 +273,13 @@ export class MuxCaller {
   }
 }
 
-/** The error for a call made while the connection is down. */
+/**
+ * The error for a call made while the connection is down: always a
+ * DisconnectedError, with the connection's last error as its cause. (Whether a
+ * refused handshake fails calls with its own error instead is the
+ * Connection's decision: a client's refusal does, a peer's never does.)
+ */
 export function downError(remote: string, last: GridError | null): GridError {
-  if (last !== null && (last.code === "unauthorized" || last.code === "protocol")) return last;
-  return new DisconnectedError(`Cannot call "${remote}": connection is down`, last ? { cause: last } : undefined);
+  if (last === null) return new DisconnectedError(`Cannot call "${remote}": connection is down`);
+  return new DisconnectedError(`Cannot call "${remote}": connection is down (last error: ${last.message})`, { cause: last });
 }
