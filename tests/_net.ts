@@ -5,7 +5,7 @@
  * that range to every `listen(0)` and every outgoing socket, so a port taken
  * from it and released could be given away before the test listens on it.
  */
-import { createServer } from "node:net";
+import { connect, createServer, type Server, type Socket } from "node:net";
 
 /** Below the ephemeral range and above the ports services usually take. */
 const LOW = 20_000;
@@ -54,4 +54,49 @@ export async function urlWhere(pred: (u: string) => boolean, taken: Set<string>)
     }
   }
   throw new Error("Cannot find a free port whose URL satisfies the dial rule");
+}
+
+/** A TCP forwarder whose `cut()` drops every forwarded connection at once (no close frame). */
+export interface CuttingProxy {
+  readonly port: number;
+  cut(): void;
+  close(): Promise<void>;
+}
+
+/** Forwards TCP from `port` on 127.0.0.1 (a free one when 0) to `target` there, Nagle off. */
+export function startCuttingProxy(target: number, port = 0): Promise<CuttingProxy> {
+  const host = "127.0.0.1";
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    const upstream = connect(target, host);
+    const pair = [client, upstream];
+    for (const s of pair) {
+      sockets.add(s);
+      s.setNoDelay(true);
+      s.on("error", () => {});
+      s.on("close", () => {
+        sockets.delete(s);
+        for (const o of pair) o.destroy();
+      });
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  const cut = () => {
+    for (const s of [...sockets]) s.destroy();
+    sockets.clear();
+  };
+  return new Promise((resolve, reject) => {
+    server.on("error", reject);
+    server.listen(port, host, () => {
+      resolve({
+        port: (server.address() as { port: number }).port,
+        cut,
+        close: () => {
+          cut();
+          return new Promise<void>((res) => server.close(() => res()));
+        },
+      });
+    });
+  });
 }

@@ -6,7 +6,6 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { connect, createServer, type Server, type Socket } from "node:net";
 import process from "node:process";
 import {
   type Connection,
@@ -21,7 +20,7 @@ import {
   UnknownHandlerError,
 } from "../mod.ts";
 import { detectRuntime, type GridServer, serve } from "../src/adapters/serve.ts";
-import { freePort } from "./_net.ts";
+import { freePort, startCuttingProxy } from "./_net.ts";
 import { withTimeout as within } from "./_wait.ts";
 
 const HOST = "127.0.0.1";
@@ -124,50 +123,6 @@ function isCode(e: unknown, cls: new (...args: never[]) => Error, code: string):
 // ---------------------------------------------------------------------------------------------
 // Two Managers on loopback, optionally each behind a TCP proxy that can cut the connection
 
-/** Forwards TCP to `target`; `cut()` drops every forwarded connection at once (no close frame). */
-interface TcpProxy {
-  readonly port: number;
-  cut(): void;
-  close(): Promise<void>;
-}
-
-function startProxy(target: number): Promise<TcpProxy> {
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    const upstream = connect(target, HOST);
-    const pair = [client, upstream];
-    for (const s of pair) {
-      sockets.add(s);
-      s.setNoDelay(true);
-      s.on("error", () => {});
-      s.on("close", () => {
-        sockets.delete(s);
-        for (const o of pair) o.destroy();
-      });
-    }
-    client.pipe(upstream);
-    upstream.pipe(client);
-  });
-  const cut = () => {
-    for (const s of [...sockets]) s.destroy();
-    sockets.clear();
-  };
-  return new Promise((resolve, reject) => {
-    server.on("error", reject);
-    server.listen(0, HOST, () => {
-      const port = (server.address() as { port: number }).port;
-      resolve({
-        port,
-        cut,
-        close: () => {
-          cut();
-          return new Promise<void>((res) => server.close(() => res()));
-        },
-      });
-    });
-  });
-}
-
 interface Pair {
   a: Manager;
   b: Manager;
@@ -187,8 +142,8 @@ interface Pair {
 async function makePair(options: { proxy?: boolean } = {}): Promise<Pair> {
   const realA = await freePort();
   const realB = await freePort();
-  const proxyA = options.proxy ? await startProxy(realA) : null;
-  const proxyB = options.proxy ? await startProxy(realB) : null;
+  const proxyA = options.proxy ? await startCuttingProxy(realA) : null;
+  const proxyB = options.proxy ? await startCuttingProxy(realB) : null;
   const A = `ws://${HOST}:${proxyA?.port ?? realA}`;
   const B = `ws://${HOST}:${proxyB?.port ?? realB}`;
   const common = {

@@ -18,12 +18,11 @@
  * @module
  */
 import process from "node:process";
-import { connect, createServer, type Server, type Socket } from "node:net";
 import fc from "fast-check";
 import { Manager, type Stream } from "../../mod.ts";
 import { detectRuntime, type GridServer, serve } from "../../src/adapters/serve.ts";
 import { NodeProc } from "./_cluster.ts";
-import { freePorts } from "../_net.ts";
+import { freePorts, startCuttingProxy } from "../_net.ts";
 
 const HOST = "127.0.0.1";
 const SECRET = "no promise left behind";
@@ -33,40 +32,6 @@ const seed = Number(process.argv[2] ?? 1);
 const numRuns = Number(process.argv[3] ?? 6);
 const runtime = detectRuntime();
 const enc = new TextEncoder();
-
-interface Proxy {
-  readonly port: number;
-  cut(): void;
-  close(): Promise<void>;
-}
-
-/** Forwards TCP from a free port to `target`; `cut()` destroys every forwarded connection. */
-function startProxy(port: number, target: number): Promise<Proxy> {
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    const upstream = connect(target, HOST);
-    const pair = [client, upstream];
-    for (const s of pair) {
-      sockets.add(s);
-      s.on("error", () => {});
-      s.on("close", () => {
-        sockets.delete(s);
-        for (const o of pair) o.destroy();
-      });
-    }
-    client.pipe(upstream);
-    upstream.pipe(client);
-  });
-  const cut = () => {
-    for (const s of [...sockets]) s.destroy();
-    sockets.clear();
-  };
-  return new Promise((resolve, reject) => {
-    server.on("error", reject);
-    server.listen(port, HOST, () =>
-      resolve({ port, cut, close: () => (cut(), new Promise<void>((res) => server.close(() => res()))) }));
-  });
-}
 
 type Op =
   | { t: "request"; handler: "echo" | "sleep" | "fail" | "missing" | "until-aborted"; ms: number; timeout: number | null; abortAfter: number | null; waitForConnect: boolean }
@@ -124,8 +89,8 @@ function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 const [realA, realB, portA, portB] = await freePorts(4);
 const A = `ws://${HOST}:${portA}`;
 const B = `ws://${HOST}:${portB}`;
-const proxyA = await startProxy(portA, realA);
-const proxyB = await startProxy(portB, realB);
+const proxyA = await startCuttingProxy(realA, portA);
+const proxyB = await startCuttingProxy(realB, portB);
 const nodeConfig = { local: B, hosts: [A, B], secret: SECRET, port: realB, pingInterval: 300, backoff: { base: 20, cap: 200 } };
 let b = new NodeProc(runtime, nodeConfig);
 await b.waitReady();

@@ -106,6 +106,33 @@ function firstMessage(data: unknown): Message {
   return decodeFrame(new Uint8Array(b.buffer, b.byteOffset, b.byteLength), MAX_MESSAGE)[0];
 }
 
+/**
+ * Stops reading on `raw` and sends it 16 requests for 64 KiB responses per frame while `up()`,
+ * sampling memory as it goes; resolves once the node dropped it, with the bytes sent and the ms
+ * from the first request to the drop.
+ */
+async function floodUntilDropped(
+  raw: RawWs,
+  up: () => boolean,
+  what: string,
+  peak: () => Promise<void>,
+): Promise<{ bytesSent: number; closeMs: number }> {
+  raw.pause();
+  const t0 = performance.now();
+  let mux = 1;
+  for (let i = 0; i < 2_000 && up(); i++) {
+    raw.send(frameOf(Array.from({ length: 16 }, () => request(mux++, "blob"))));
+    if (i % 50 === 0) await sleep(1);
+    if (i % 4 === 3) await peak();
+  }
+  await until(() => !up(), `${what} dropped`);
+  const closeMs = performance.now() - t0;
+  await peak();
+  const bytesSent = raw.bytesSent;
+  raw.destroy();
+  return { bytesSent, closeMs };
+}
+
 /** The whole peer handshake on a raw connection as `hello.from` (which holds the secret). */
 async function rawPeer(endpoint: string, hello: PeerHello, secret = SECRET): Promise<RawWs> {
   const raw = await RawWs.open(endpoint);
@@ -365,20 +392,7 @@ describe(`hostile clients against a served node (${RUNTIME})`, () => {
     await scenario("non-reading-peer", "Non-reading peer sending requests", { growth: QUEUE_GROWTH_BOUND, closeMs: WRITE_TIMEOUT_MS + 4_000 }, async (peak) => {
       const raw = await rawPeer(endpoint, peerHello(ghost, target.url, { max: MAX_MESSAGE }));
       await until(() => target.grid.stats().connections[ghost].state === "up", "the ghost is up");
-      raw.pause();
-      const t0 = performance.now();
-      let mux = 1;
-      for (let i = 0; i < 2_000 && target.grid.stats().connections[ghost].state === "up"; i++) {
-        raw.send(frameOf(Array.from({ length: 16 }, () => request(mux++, "blob"))));
-        if (i % 50 === 0) await sleep(1);
-        if (i % 4 === 3) await peak();
-      }
-      await until(() => target.grid.stats().connections[ghost].state !== "up", "the non-reading peer dropped");
-      const closeMs = performance.now() - t0;
-      await peak();
-      const bytes = raw.bytesSent;
-      raw.destroy();
-      return { bytesSent: bytes, closeMs };
+      return await floodUntilDropped(raw, () => target.grid.stats().connections[ghost].state === "up", "the non-reading peer", peak);
     });
   });
 
@@ -389,19 +403,7 @@ describe(`hostile clients against a served node (${RUNTIME})`, () => {
       const w = await raw.next();
       assert.ok(w !== null && decodeWelcome(decodeFrame(w, MAX_MESSAGE)[0].payload).ok);
       await until(() => target.grid.stats().admin.connections === 1, "the admin client is in");
-      raw.pause();
-      const t0 = performance.now();
-      let mux = 1;
-      for (let i = 0; i < 2_000 && target.grid.stats().admin.connections > 0; i++) {
-        raw.send(frameOf(Array.from({ length: 16 }, () => request(mux++, "blob"))));
-        if (i % 50 === 0) await sleep(1);
-        if (i % 4 === 3) await peak();
-      }
-      await until(() => target.grid.stats().admin.connections === 0, "the non-reading admin dropped");
-      const closeMs = performance.now() - t0;
-      const bytes = raw.bytesSent;
-      raw.destroy();
-      return { bytesSent: bytes, closeMs };
+      return await floodUntilDropped(raw, () => target.grid.stats().admin.connections > 0, "the non-reading admin", peak);
     });
   });
 
