@@ -46,8 +46,8 @@ async function closeNode(n: LockNode): Promise<void> {
   await n.server.close();
 }
 
-/** Three lock nodes, all connected; closed after each test. */
-async function cluster(options: { leaseMs?: number; sweepMs?: number } = {}): Promise<Cluster> {
+/** Three free loopback host names and no nodes yet; the cluster is closed after each test. */
+async function emptyCluster(): Promise<Cluster> {
   const ports = new Set<number>();
   while (ports.size < 3) ports.add(await freePort());
   const hosts = [...ports].map((p) => `ws://127.0.0.1:${p}`);
@@ -60,6 +60,13 @@ async function cluster(options: { leaseMs?: number; sweepMs?: number } = {}): Pr
     },
   };
   clusters.push(c);
+  return c;
+}
+
+/** Three lock nodes, all connected; closed after each test. */
+async function cluster(options: { leaseMs?: number; sweepMs?: number } = {}): Promise<Cluster> {
+  const c = await emptyCluster();
+  const { hosts, nodes } = c;
   for (const url of hosts) {
     const grid = new Manager({
       local: url,
@@ -314,18 +321,8 @@ async function restartNode(c: Cluster, i: number, table?: LockTable): Promise<Lo
 
 /** Three grids; node 0 serves locks, nodes 1 and 2 take every lock call and never answer (a blackhole). */
 async function blackholed(answering = 1): Promise<Cluster> {
-  const ports = new Set<number>();
-  while (ports.size < 3) ports.add(await freePort());
-  const hosts = [...ports].map((p) => `ws://127.0.0.1:${p}`);
-  const nodes: LockNode[] = [];
-  const c: Cluster = {
-    nodes,
-    hosts,
-    close: async () => {
-      for (const n of nodes) await closeNode(n);
-    },
-  };
-  clusters.push(c);
+  const c = await emptyCluster();
+  const { hosts, nodes } = c;
   for (const [i, url] of hosts.entries()) {
     const grid = new Manager({ local: url, hosts, secret: SECRET, pingInterval: 300, backoff: { base: 20, cap: 200 } });
     let table: LockTable;
