@@ -560,6 +560,38 @@ describe("hostile connections to a served Manager", () => {
     }
   });
 
+  it("a hello answered by silence instead of a proof is closed at helloTimeout (1008) and counted as a timeout", TEST, async () => {
+    const before = target.grid.stats().rejectedHandshakes.timeout ?? 0;
+    const { raw, welcome } = await handshake(endpoint, helloFrame(peerHello(ghost, target.url)));
+    assert.equal(welcome?.ok, true);
+    const t0 = performance.now();
+    assert.equal((await withTimeout(raw.closed, "closed for want of a proof")).code, 1008);
+    assert.ok(performance.now() - t0 >= 400, "not before helloTimeout (500 ms)");
+    assert.equal(target.grid.stats().rejectedHandshakes.timeout, before + 1);
+    assert.notEqual(target.grid.connection(ghost).state, "up");
+    await legitRoundTrip(4);
+  });
+
+  it("a second hello, or a proof sent twice, closes the socket with 1002", TEST, async () => {
+    // Two hellos in one frame: the second arrives while the first is being checked.
+    const hello = helloFrame(peerHello(ghost, target.url));
+    const twice = new Uint8Array(2 * hello.length);
+    twice.set(hello);
+    twice.set(hello, hello.length);
+    const raw = await openRaw(endpoint);
+    raw.send(twice);
+    for (let m = await raw.next(); m !== null; m = await raw.next()) {
+      for (const msg of decodeFrame(m, MAX_BYTES)) assert.notEqual(msg.op, OP_READY, "no session from a doubled hello");
+    }
+    assert.equal((await raw.closed).code, 1002);
+    // A handshake message after the handshake completed ends the link as a protocol error.
+    const done = await peerHandshake(endpoint, peerHello(ghost, target.url));
+    assert.equal(done.ready?.ok, true);
+    done.raw.send(done.proof);
+    assert.equal((await withTimeout(done.raw.closed, "closed after a second proof")).code, 1002);
+    await legitRoundTrip(5);
+  });
+
   it("closes a socket that sends nothing after helloTimeout, and one that pings before its hello", TEST, async () => {
     const t0 = performance.now();
     const raw = await openRaw(endpoint);
