@@ -27,7 +27,7 @@ import type { HandlerStatsTable } from "./stats/handler_stats.ts";
 import type { CallOptions, ConnectionStats, Stream } from "./types.ts";
 import { abortReason } from "./stream/caller_stream.ts";
 import { type CallCodecs, callSingle, callStream } from "./typed_call.ts";
-import { markUnsent } from "./membership/unsent.ts";
+import { CLOSE_DRAINED, markUnsent } from "./membership/unsent.ts";
 
 /** Connection states, as reported by stats. */
 export type ConnectionState = "connecting" | "up" | "down" | "closed";
@@ -571,6 +571,8 @@ export class Connection {
     const lost = err.code === "disconnected"
       ? err
       : new DisconnectedError(`Connection to "${this.remote}" lost: ${err.message}`, { cause: err });
+    // The remote closed after answering all it had taken: what is still open here never ran there.
+    if (link.peerCloseCode === CLOSE_DRAINED && link.closeCode === 0) markUnsent(lost);
     this.caller.failAll(lost, link);
     this.callee.failAll(lost, link);
     if (this.link !== link) return;
@@ -604,7 +606,13 @@ export class Connection {
     for (const w of [...this.waiters]) w.reject(err);
     this.closing.abort(err);
     const link = this.link;
-    if (link !== null) link.close(reason ?? new DisconnectedError(`Connection to "${this.remote}" closed`), code);
+    if (link !== null) {
+      // Answers made already go out before the close frame; when that leaves no request taken
+      // from the remote unanswered, the close code tells it so (its open requests never ran).
+      link.flushNow();
+      const drained = reason === undefined && this.callee.requestCount === 0 && link.handedOver === link.queuedCount;
+      link.close(reason ?? new DisconnectedError(`Connection to "${this.remote}" closed`), drained ? CLOSE_DRAINED : code);
+    }
     this.caller.failAll(err);
     this.callee.failAll(err);
     if (wasUp) this.owner.notify("disconnect", this);

@@ -348,6 +348,20 @@ export class Cluster {
     return node;
   }
 
+  /**
+   * Starts one more node on a free port (not part of `urls` and `nodes` until it is in every
+   * list: add it with the `setHosts` command), configured like the others but with `hosts`
+   * (which must include its URL, given to the function that builds them).
+   */
+  async spawnExtra(runtime: Runtime, hosts: (url: string) => string[]): Promise<NodeProc> {
+    const [port] = await freePorts(1);
+    const local = `ws://127.0.0.1:${port}`;
+    const node = new NodeProc(runtime, { ...this.configs[0], port: undefined, local, hosts: hosts(local) });
+    this.all.push(node);
+    await node.waitReady();
+    return node;
+  }
+
   /** Waits until every node reports every other node connected. */
   async waitConnected(timeoutMs = 10_000): Promise<void> {
     await Promise.all(this.nodes.map((n) =>
