@@ -21,13 +21,13 @@ import { callTimeout, timeLeft } from "./mux/wire.ts";
 import type { Message } from "./protocol/frame.ts";
 import { dial, type DialCredentials, type PeerLimits } from "./auth/dialer.ts";
 import { isHandshakeOp, OP_REQUEST, OP_STREAM_OPEN } from "./protocol/ops.ts";
-import { errorMessage } from "./mux/wire.ts";
+import { decodeError, errorMessage } from "./mux/wire.ts";
 import type { GridSocket } from "./socket.ts";
 import type { HandlerStatsTable } from "./stats/handler_stats.ts";
 import type { CallOptions, ConnectionStats, Stream } from "./types.ts";
 import { abortReason } from "./stream/caller_stream.ts";
 import { type CallCodecs, callSingle, callStream } from "./typed_call.ts";
-import { CLOSE_DRAINED, markUnsent } from "./membership/unsent.ts";
+import { markUnsent } from "./membership/unsent.ts";
 
 /** Connection states, as reported by stats. */
 export type ConnectionState = "connecting" | "up" | "down" | "closed";
@@ -74,6 +74,12 @@ export interface ConnectionOwner {
   /** Runs a request made with `retryOn: "disconnected"` (a Manager: on other peers too); absent on a Client. */
   readonly retryElsewhere?: (first: Connection, name: string, payload: Uint8Array, options: CallOptions) => Promise<Uint8Array>;
 }
+
+/**
+ * Mux id of the "drained" notice, an OP_ERROR that a closing grid sends last (mux ids of calls
+ * start at 1, so peers that predate the notice drop it as an answer to no call).
+ */
+const DRAINED_MUX = 0;
 
 const ZERO_COUNTERS = { bytesIn: 0, bytesOut: 0, messagesIn: 0, messagesOut: 0, framesIn: 0, framesOut: 0 };
 
@@ -520,7 +526,10 @@ export class Connection {
     this.link = link;
     link.receiver = {
       onMessage: (m) => {
-        if (m.op >= 16) this.caller.onMessage(m);
+        if (m.op >= 16) {
+          if (m.mux === DRAINED_MUX) this.remoteDrained(link, m.payload);
+          else this.caller.onMessage(m);
+        }
         else if (m.op === OP_REQUEST && this.callee.requestCount >= this.servedCap.requests) {
           link.send(errorMessage(m.mux, "busy", `Cannot serve "${m.handler}": ${this.servedCap.requests} requests in service for this caller`));
         } else if (m.op === OP_STREAM_OPEN && this.callee.streams.size >= this.servedCap.streams) {
@@ -558,6 +567,17 @@ export class Connection {
     for (const m of early) link.receiver.onMessage(m);
   }
 
+  /**
+   * The remote is closing and answered every request it had taken: the requests still open on
+   * `link` never ran there, so they fail as unsent (`retryOn` sends them elsewhere), and the link
+   * is dropped now rather than when the remote's close arrives.
+   */
+  private remoteDrained(link: Link, payload: Uint8Array): void {
+    const notice = decodeError(payload);
+    if (notice.code !== "drained") return;
+    link.close(markUnsent(new DisconnectedError(`Connection to "${this.remote}" closed: ${notice.message}`)), 1000);
+  }
+
   /** Handles the loss of the current link: keeps its counters, fails its calls, marks the connection down. */
   private linkClosed(link: Link, err: GridError): void {
     const c = link.counters;
@@ -571,8 +591,6 @@ export class Connection {
     const lost = err.code === "disconnected"
       ? err
       : new DisconnectedError(`Connection to "${this.remote}" lost: ${err.message}`, { cause: err });
-    // The remote closed after answering all it had taken: what is still open here never ran there.
-    if (link.peerCloseCode === CLOSE_DRAINED && link.closeCode === 0) markUnsent(lost);
     this.caller.failAll(lost, link);
     this.callee.failAll(lost, link);
     if (this.link !== link) return;
@@ -607,11 +625,14 @@ export class Connection {
     this.closing.abort(err);
     const link = this.link;
     if (link !== null) {
-      // Answers made already go out before the close frame; when that leaves no request taken
-      // from the remote unanswered, the close code tells it so (its open requests never ran).
+      // Answers made already go out before the close; when that leaves no request taken from
+      // the remote unanswered, a last message tells it so: its open requests never ran here.
       link.flushNow();
-      const drained = reason === undefined && this.callee.requestCount === 0 && link.handedOver === link.queuedCount;
-      link.close(reason ?? new DisconnectedError(`Connection to "${this.remote}" closed`), drained ? CLOSE_DRAINED : code);
+      if (reason === undefined && this.callee.requestCount === 0 && link.handedOver === link.queuedCount) {
+        link.send(errorMessage(DRAINED_MUX, "drained", "the remote grid closed after answering every request it had taken"));
+        link.flushNow();
+      }
+      link.close(reason ?? new DisconnectedError(`Connection to "${this.remote}" closed`), code);
     }
     this.caller.failAll(err);
     this.callee.failAll(err);

@@ -109,8 +109,6 @@ export class Link {
   closed = false;
   /** The close code this side closed the socket with; 0 while open or when the other side closed it. */
   closeCode = 0;
-  /** The close code the socket's close event reported (the other side's, when it closed first); 0 while open. */
-  peerCloseCode = 0;
   rttMs: number | null = null;
   /**
    * Call and control messages queued by `send`, and how many of them were handed to the
@@ -165,7 +163,6 @@ export class Link {
     if (socket.binaryType !== "nodebuffer") socket.binaryType = "arraybuffer";
     socket.addEventListener("message", (ev) => this.onFrame(ev));
     socket.addEventListener("close", (ev) => {
-      this.peerCloseCode = ev.code;
       this.shutdown(new DisconnectedError(`Connection closed: code ${ev.code}${ev.reason ? ` (${ev.reason})` : ""}`));
     });
     socket.addEventListener("error", () => {

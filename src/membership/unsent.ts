@@ -6,13 +6,6 @@
  * @module
  */
 
-/**
- * WebSocket close code (private range) of a grid that closed after answering every request it
- * had taken on that connection: the other side's requests still open on it never ran, so they
- * count as unsent. A graceful shutdown (`grid.close()`) closes with it when that holds.
- */
-export const CLOSE_DRAINED = 4005;
-
 const unsent = new WeakSet<object>();
 
 /** Marks `err` as the failure of a call whose request was never handed to a socket; returns it. */

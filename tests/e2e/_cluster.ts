@@ -243,7 +243,7 @@ export class NodeProc {
    * Sends a signal while the process lives. Uses `process.kill(pid)`: Deno's
    * `ChildProcess.kill` sends nothing after its first signal (so no SIGCONT after SIGSTOP).
    */
-  signal(sig: "SIGKILL" | "SIGSTOP" | "SIGCONT"): void {
+  signal(sig: "SIGKILL" | "SIGSTOP" | "SIGCONT" | "SIGTERM"): void {
     if (this.exit !== null) return;
     try {
       process.kill(this.pid, sig);
@@ -286,6 +286,8 @@ export interface ClusterOptions {
    * link dialed to it runs through the proxy.
    */
   frontProxies?: boolean;
+  /** See {@link NodeConfig.gracefulSigterm}. */
+  gracefulSigterm?: boolean;
 }
 
 /** N nodes, one runtime each, forming one grid on 127.0.0.1. */
@@ -322,6 +324,7 @@ export class Cluster {
       ...(options.maxConcurrentHandshakes !== undefined ? { maxConcurrentHandshakes: options.maxConcurrentHandshakes } : {}),
       ...(options.handshakeTimeout !== undefined ? { handshakeTimeout: options.handshakeTimeout } : {}),
       ...(options.countAccepts !== undefined ? { countAccepts: options.countAccepts } : {}),
+      ...(options.gracefulSigterm !== undefined ? { gracefulSigterm: options.gracefulSigterm } : {}),
     }));
     const nodes = runtimes.map((r, i) => new NodeProc(r, configs[i]));
     const cluster = new Cluster(urls, configs, nodes, proxies);

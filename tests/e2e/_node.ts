@@ -53,6 +53,8 @@ export interface NodeConfig {
    * spawned together start their grid at the same moment (a reconnect storm).
    */
   startAt?: number;
+  /** On SIGTERM, close the grid and the server (a graceful stop, as in a rolling restart); the process then exits by itself. */
+  gracefulSigterm?: boolean;
 }
 
 /** Accept-side counters (config `countAccepts`), answer of the "accepts" command. */
@@ -458,6 +460,11 @@ rl.on("line", (line) => {
     (e: unknown) => send({ id: c.id, ok: false, error: wireError(e) }),
   );
 });
+if (config.gracefulSigterm === true) {
+  process.on("SIGTERM", () => {
+    if (!closing) void close();
+  });
+}
 rl.on("close", () => {
   // stdin ended without a close command: the parent is gone, do not outlive it.
   if (!closing) void close().finally(() => process.exit(0));
