@@ -217,6 +217,24 @@ describe("setHosts: a running grid", () => {
     }
   });
 
+  it("a grid of 3 grown to 32 in one process has every pair up, and shrunk back to 3 has every other connection closed", TEST, async () => {
+    const urls = await freeUrls(32);
+    const three = urls.slice(0, 3);
+    const nodes = await Promise.all(urls.map((u, i) => startNode(u, i < 3 ? three : [u])));
+    await waitUntil(() => allUp(nodes.slice(0, 3)), "the 3 up");
+    for (const n of nodes) n.grid.setHosts(urls);
+    await waitUntil(() => allUp(nodes), "all 496 pairs up", 30_000);
+    const toRemoved = nodes.slice(3).map((n) => nodes[0].grid.connection(n.url));
+    for (const [i, n] of nodes.entries()) n.grid.setHosts(i < 3 ? three : [n.url]);
+    assert.ok(toRemoved.every((c) => c.state === "closed"), "connections to removed hosts are closed at once");
+    for (const n of nodes) {
+      const conns = Object.values(n.grid.stats().connections);
+      assert.equal(conns.length, nodes.indexOf(n) < 3 ? 2 : 0);
+    }
+    await waitUntil(() => allUp(nodes.slice(0, 3)), "the 3 still up");
+    assert.equal(dec.decode(await nodes[0].grid.connection(three[2]).request("whoami", new Uint8Array())), three[2]);
+  });
+
   it("a removed host can be added again and comes back up", TEST, async () => {
     const [a, b] = await freeUrls(2);
     const na = await startNode(a, [a, b]);
