@@ -27,6 +27,7 @@ import { validatedSingle, validatedStream } from "./handlers/validated.ts";
 import { shouldDial } from "./dial_rule.ts";
 import type {
   CallContext,
+  CallOptions,
   GridStats,
   HandleOptions,
   HandleStreamOptions,
@@ -38,8 +39,7 @@ import { registerBuiltins } from "./builtins.ts";
 import { checkHosts, CLOSE_REMOVED, removedMessage } from "./membership/host_list.ts";
 import { broadcast, type BroadcastOptions, type BroadcastResult } from "./membership/broadcast.ts";
 import { pickConnection, type PickOptions } from "./membership/pick.ts";
-import { requestWithRetry } from "./membership/retry.ts";
-import type { CallOptions } from "./types.ts";
+import { requestWithRetry, type RetryHost } from "./membership/retry.ts";
 
 /** Admin (read-only client) access. */
 export interface AdminOptions {
@@ -250,6 +250,8 @@ export class Manager extends EventTarget implements SocketAcceptor {
   /** Handler names that a host answered with unknown-handler since it last connected (see `pick`). */
   private readonly lacking = new Map<string, Set<string>>();
   private retried = 0;
+  /** What `retryOn` calls use of this Manager. */
+  private readonly retryHost: RetryHost;
   /** @internal How this node proves itself when it dials a peer. */
   readonly credentials: DialCredentials;
   /** @internal A peer's refusal is unauthenticated: it never fails waiting calls. */
@@ -297,6 +299,19 @@ export class Manager extends EventTarget implements SocketAcceptor {
       adminServed: {
         requests: positive("admin.maxServedRequests", options.admin?.maxServedRequests, DEFAULT_LIMITS.maxAdminServedRequests),
         streams: positive("admin.maxServedStreams", options.admin?.maxServedStreams, DEFAULT_LIMITS.maxAdminServedStreams),
+      },
+    };
+    this.retryHost = {
+      settings: this.settings,
+      pick: (o) => this.pick(o),
+      lacksHandler: (host, handler) => {
+        if (!this.connections.has(host)) return;
+        let names = this.lacking.get(host);
+        if (names === undefined) this.lacking.set(host, names = new Set());
+        names.add(handler);
+      },
+      countRetry: () => {
+        this.retried++;
       },
     };
     const minQueue = 2 * (this.settings.maxMessageBytes + 1024);
@@ -483,31 +498,8 @@ export class Manager extends EventTarget implements SocketAcceptor {
     payload: Req | Uint8Array,
     options?: BroadcastOptions,
   ): Promise<BroadcastResult<Resp | Uint8Array>[]> {
-    return broadcast<Resp | Uint8Array>(this.fanOut, handler as SingleDefinition<unknown, Resp>, payload, options);
+    return broadcast<Resp | Uint8Array>(this, handler as SingleDefinition<unknown, Resp>, payload, options);
   }
-
-  /** What broadcast reads from this Manager. */
-  private readonly fanOut = {
-    manager: this as Manager,
-    get local() {
-      return this.manager.local;
-    },
-    get hosts() {
-      return this.manager.hosts;
-    },
-    get requestTimeout() {
-      return this.manager.settings.requestTimeout;
-    },
-    get registry() {
-      return this.manager.registry;
-    },
-    get handlerStats() {
-      return this.manager.handlerStats;
-    },
-    connection(host: string) {
-      return this.manager.connection(host);
-    },
-  };
 
   /**
    * An `up` connection with the fewest calls in flight (ties: the lower RTT), for spreading
@@ -528,26 +520,6 @@ export class Manager extends EventTarget implements SocketAcceptor {
   /** @internal See {@link ConnectionOwner.retryElsewhere}. */
   readonly retryElsewhere = (first: Connection, name: string, payload: Uint8Array, options: CallOptions): Promise<Uint8Array> =>
     requestWithRetry(this.retryHost, first, name, payload, options);
-
-  private readonly retryHost = {
-    manager: this as Manager,
-    get requestTimeout() {
-      return this.manager.settings.requestTimeout;
-    },
-    pick(options: PickOptions) {
-      return this.manager.pick(options);
-    },
-    lacksHandler(host: string, handler: string) {
-      const m = this.manager;
-      if (!m.connections.has(host)) return;
-      let names = m.lacking.get(host);
-      if (names === undefined) m.lacking.set(host, names = new Set());
-      names.add(handler);
-    },
-    countRetry() {
-      this.manager.retried++;
-    },
-  };
 
   /**
    * Registers a single-request handler.

@@ -42,11 +42,11 @@ export type BroadcastResult<T> =
   | { host: string; status: "fulfilled"; value: T }
   | { host: string; status: "rejected"; reason: unknown };
 
-/** What a broadcast needs from its Manager. */
+/** What a broadcast needs from its Manager (a Manager is one). */
 export interface BroadcastHost {
   readonly local: string;
   readonly hosts: readonly string[];
-  readonly requestTimeout: number;
+  readonly settings: { readonly requestTimeout: number };
   readonly registry: HandlerRegistry;
   readonly handlerStats: HandlerStatsTable;
   /** The connection to `host`; throws GridError "unknown-host". */
@@ -77,7 +77,7 @@ export async function broadcast<T>(
   payload: unknown,
   options: BroadcastOptions = {},
 ): Promise<BroadcastResult<T>[]> {
-  const timeout = callTimeout(options.timeout, host.requestTimeout);
+  const timeout = callTimeout(options.timeout, host.settings.requestTimeout);
   const list = targets(host, options);
   let name: string;
   let bytes: Uint8Array;

@@ -14,7 +14,7 @@ import { isUnsent } from "./unsent.ts";
 
 /** What the retry needs from its Manager. */
 export interface RetryHost {
-  readonly requestTimeout: number;
+  readonly settings: { readonly requestTimeout: number };
   pick(options: PickOptions): Connection;
   /** `host` answered `handler` with unknown-handler. */
   lacksHandler(host: string, handler: string): void;
@@ -30,7 +30,7 @@ export async function requestWithRetry(
   payload: Uint8Array,
   options: CallOptions,
 ): Promise<Uint8Array> {
-  const timeout = callTimeout(options.timeout, host.requestTimeout);
+  const timeout = callTimeout(options.timeout, host.settings.requestTimeout);
   const started = performance.now();
   const tried = new Set<string>();
   let conn = first;
