@@ -19,7 +19,9 @@
  */
 export * from "./src/errors.ts";
 export * from "./src/types.ts";
-export { Manager, type AdminOptions, type GridEventDetail, type ManagerOptions } from "./src/manager.ts";
+export { Manager, type AdminOptions, type GridEventDetail, type HostsEventDetail, type ManagerOptions } from "./src/manager.ts";
+export type { BroadcastOptions, BroadcastResult } from "./src/membership/broadcast.ts";
+export type { PickOptions } from "./src/membership/pick.ts";
 export { Connection, type ConnectionState } from "./src/connection.ts";
 export { shouldDial } from "./src/dial_rule.ts";
 export {

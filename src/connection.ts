@@ -21,12 +21,13 @@ import { callTimeout, timeLeft } from "./mux/wire.ts";
 import type { Message } from "./protocol/frame.ts";
 import { dial, type DialCredentials, type PeerLimits } from "./auth/dialer.ts";
 import { isHandshakeOp, OP_REQUEST, OP_STREAM_OPEN } from "./protocol/ops.ts";
-import { errorMessage } from "./mux/wire.ts";
+import { decodeError, errorMessage } from "./mux/wire.ts";
 import type { GridSocket } from "./socket.ts";
 import type { HandlerStatsTable } from "./stats/handler_stats.ts";
 import type { CallOptions, ConnectionStats, Stream } from "./types.ts";
 import { abortReason } from "./stream/caller_stream.ts";
 import { type CallCodecs, callSingle, callStream } from "./typed_call.ts";
+import { markUnsent } from "./membership/unsent.ts";
 
 /** Connection states, as reported by stats. */
 export type ConnectionState = "connecting" | "up" | "down" | "closed";
@@ -70,7 +71,15 @@ export interface ConnectionOwner {
   openSocket(url: string): GridSocket;
   /** State changes worth an event. */
   notify(type: "connect" | "disconnect" | "restart", conn: Connection): void;
+  /** Runs a request made with `retryOn: "disconnected"` (a Manager: on other peers too); absent on a Client. */
+  readonly retryElsewhere?: (first: Connection, name: string, payload: Uint8Array, options: CallOptions) => Promise<Uint8Array>;
 }
+
+/**
+ * Mux id of the "drained" notice, an OP_ERROR that a closing grid sends last (mux ids of calls
+ * start at 1, so peers that predate the notice drop it as an answer to no call).
+ */
+const DRAINED_MUX = 0;
 
 const ZERO_COUNTERS = { bytesIn: 0, bytesOut: 0, messagesIn: 0, messagesOut: 0, framesIn: 0, framesOut: 0 };
 
@@ -149,6 +158,16 @@ export class Connection {
   /** Current state. */
   get state(): ConnectionState {
     return this.stateValue;
+  }
+
+  /** @internal Calls this side made on the connection that are still open (for `grid.pick`). */
+  get callsInFlight(): number {
+    return this.caller.requestCount + this.caller.streams.size;
+  }
+
+  /** @internal Round-trip time of the last ping, ms; null before the first pong. */
+  get rttMs(): number | null {
+    return this.link?.rttMs ?? null;
   }
 
   /**
@@ -231,6 +250,16 @@ export class Connection {
 
   /** @internal The bytes-level request of the typed-call layer. */
   requestBytes(name: string, payload: Uint8Array, options: CallOptions | undefined): Promise<Uint8Array> {
+    const retry = this.owner.retryElsewhere;
+    if (options?.retryOn === "disconnected" && retry !== undefined) return retry(this, name, payload, options);
+    return this.requestOnce(name, payload, options, false);
+  }
+
+  /**
+   * @internal One attempt of a request. With `track`, a failure that happened before the request
+   * was handed to a socket is marked (see ../membership/unsent.ts) for `retryOn`.
+   */
+  requestOnce(name: string, payload: Uint8Array, options: CallOptions | undefined, track: boolean): Promise<Uint8Array> {
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(abortReason(signal));
     let timeout: number;
@@ -241,20 +270,21 @@ export class Connection {
     }
     const subroute = options?.subroute ?? "";
     const what = `Request "${name}" to "${this.remote}"`;
+    const unsent = (e: unknown) => Promise.reject(track ? markUnsent(e) : e);
     const link = this.link;
     if (link !== null) {
       const big = this.tooLarge("request", name, payload);
       if (big !== null) return Promise.reject(big);
       const room = link.room(payload.length, timeout, signal, what);
-      if (room === undefined) return this.caller.request(link, name, subroute, payload, timeout, signal);
+      if (room === undefined) return this.sendRequest(link, name, subroute, payload, timeout, signal, track);
       const started = performance.now();
       return room.then(() => {
         const link = this.upLink();
-        return this.caller.request(link, name, subroute, payload, timeLeft(timeout, performance.now() - started), signal);
-      });
+        return this.sendRequest(link, name, subroute, payload, timeLeft(timeout, performance.now() - started), signal, track);
+      }, unsent);
     }
     const refusal = this.refusal(options);
-    if (refusal !== null) return Promise.reject(refusal);
+    if (refusal !== null) return unsent(refusal);
     const started = performance.now();
     return this.waitUp(timeout, signal).then(async () => {
       let link = this.upLink();
@@ -265,7 +295,29 @@ export class Connection {
         await room;
         link = this.upLink();
       }
-      return this.caller.request(link, name, subroute, payload, timeLeft(timeout, performance.now() - started), signal);
+      return link;
+    }).then(
+      (link) => this.sendRequest(link, name, subroute, payload, timeLeft(timeout, performance.now() - started), signal, track),
+      unsent,
+    );
+  }
+
+  /** Sends on `link`; with `track`, a DisconnectedError of a request the socket never got is marked unsent. */
+  private sendRequest(
+    link: Link,
+    name: string,
+    subroute: string,
+    payload: Uint8Array,
+    timeout: number,
+    signal: AbortSignal | undefined,
+    track: boolean,
+  ): Promise<Uint8Array> {
+    if (!track) return this.caller.request(link, name, subroute, payload, timeout, signal);
+    const before = link.queuedCount;
+    const p = this.caller.request(link, name, subroute, payload, timeout, signal);
+    const seq = link.queuedCount;
+    return p.catch((e) => {
+      throw seq === before || link.handedOver < seq ? markUnsent(e) : e;
     });
   }
 
@@ -396,9 +448,12 @@ export class Connection {
     return this.stateValue === "closed";
   }
 
+  /** Why close() was called, when not because the grid closed (a host removed from the list). */
+  private closeReason: DisconnectedError | null = null;
+
   /** The error of a call made after close. */
   private closedError(): GridError {
-    return new DisconnectedError(`Cannot call "${this.remote}": the grid is closed`);
+    return this.closeReason ?? new DisconnectedError(`Cannot call "${this.remote}": the grid is closed`);
   }
 
   /** @internal Starts the dial loop (dialing side only). */
@@ -471,7 +526,10 @@ export class Connection {
     this.link = link;
     link.receiver = {
       onMessage: (m) => {
-        if (m.op >= 16) this.caller.onMessage(m);
+        if (m.op >= 16) {
+          if (m.mux === DRAINED_MUX) this.remoteDrained(link, m.payload);
+          else this.caller.onMessage(m);
+        }
         else if (m.op === OP_REQUEST && this.callee.requestCount >= this.servedCap.requests) {
           link.send(errorMessage(m.mux, "busy", `Cannot serve "${m.handler}": ${this.servedCap.requests} requests in service for this caller`));
         } else if (m.op === OP_STREAM_OPEN && this.callee.streams.size >= this.servedCap.streams) {
@@ -509,6 +567,17 @@ export class Connection {
     for (const m of early) link.receiver.onMessage(m);
   }
 
+  /**
+   * The remote is closing and answered every request it had taken: the requests still open on
+   * `link` never ran there, so they fail as unsent (`retryOn` sends them elsewhere), and the link
+   * is dropped now rather than when the remote's close arrives.
+   */
+  private remoteDrained(link: Link, payload: Uint8Array): void {
+    const notice = decodeError(payload);
+    if (notice.code !== "drained") return;
+    link.close(markUnsent(new DisconnectedError(`Connection to "${this.remote}" closed: ${notice.message}`)), 1000);
+  }
+
   /** Handles the loss of the current link: keeps its counters, fails its calls, marks the connection down. */
   private linkClosed(link: Link, err: GridError): void {
     const c = link.counters;
@@ -538,9 +607,13 @@ export class Connection {
     this.owner.notify("disconnect", this);
   }
 
-  /** @internal Closes for good: fails every call, stops reconnecting. */
-  close(): void {
+  /**
+   * @internal Closes for good: fails every call, stops reconnecting. With a `reason` (a host
+   * removed from the list), calls fail with it and the socket closes with `code` and its message.
+   */
+  close(reason?: DisconnectedError, code = 1001): void {
     if (this.stateValue === "closed") return;
+    if (reason !== undefined) this.closeReason = reason;
     const wasUp = this.stateValue === "up";
     this.stateValue = "closed";
     if (this.sleepTimer !== undefined) clearTimeout(this.sleepTimer);
@@ -551,7 +624,16 @@ export class Connection {
     for (const w of [...this.waiters]) w.reject(err);
     this.closing.abort(err);
     const link = this.link;
-    if (link !== null) link.close(new DisconnectedError(`Connection to "${this.remote}" closed`), 1001);
+    if (link !== null) {
+      // Answers made already go out before the close; when that leaves no request taken from
+      // the remote unanswered, a last message tells it so: its open requests never ran here.
+      link.flushNow();
+      if (reason === undefined && this.callee.requestCount === 0 && link.handedOver === link.queuedCount) {
+        link.send(errorMessage(DRAINED_MUX, "drained", "the remote grid closed after answering every request it had taken"));
+        link.flushNow();
+      }
+      link.close(reason ?? new DisconnectedError(`Connection to "${this.remote}" closed`), code);
+    }
     this.caller.failAll(err);
     this.callee.failAll(err);
     if (wasUp) this.owner.notify("disconnect", this);

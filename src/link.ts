@@ -110,6 +110,13 @@ export class Link {
   /** The close code this side closed the socket with; 0 while open or when the other side closed it. */
   closeCode = 0;
   rttMs: number | null = null;
+  /**
+   * Call and control messages queued by `send`, and how many of them were handed to the
+   * socket: a request whose number is above `handedOver` when the link closed never left
+   * this process (what `retryOn: "disconnected"` retries).
+   */
+  queuedCount = 0;
+  handedOver = 0;
   private readonly limits: LinkLimits;
   /** Payload limit of incoming messages: small until established. */
   private maxPayload: number = DEFAULT_LIMITS.handshakeFrameBytes;
@@ -188,6 +195,7 @@ export class Link {
   /** Queues a control or call message; it goes out before stream data. */
   send(m: OutMessage): void {
     if (this.closed) return;
+    this.queuedCount++;
     this.urgent.push(m);
     this.urgentBytes += messageSize(m);
     if (!this.scheduled) this.schedule();
@@ -406,6 +414,7 @@ export class Link {
         return;
       }
       if (useScratch && !this.copies && socket.bufferedAmount > 0) scratch = undefined;
+      this.handedOver += this.urgentHead - urgentStart;
       const c = this.counters;
       c.framesOut++;
       c.messagesOut += count;

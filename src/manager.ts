@@ -8,7 +8,7 @@
 import { Acceptor } from "./auth/acceptor.ts";
 import type { DialCredentials } from "./auth/dialer.ts";
 import { Connection, type ConnectionSettings } from "./connection.ts";
-import { GridError } from "./errors.ts";
+import { DisconnectedError, GridError } from "./errors.ts";
 import type { SingleDefinition, StreamDefinition } from "./handlers/define.ts";
 import { HandlerRegistry, RAW_STREAM_CODECS, type StreamEntry } from "./handlers/registry.ts";
 import {
@@ -27,6 +27,7 @@ import { validatedSingle, validatedStream } from "./handlers/validated.ts";
 import { shouldDial } from "./dial_rule.ts";
 import type {
   CallContext,
+  CallOptions,
   GridStats,
   HandleOptions,
   HandleStreamOptions,
@@ -35,6 +36,10 @@ import type {
   StreamHandler,
 } from "./types.ts";
 import { registerBuiltins } from "./builtins.ts";
+import { checkHosts, CLOSE_REMOVED, removedMessage } from "./membership/host_list.ts";
+import { broadcast, type BroadcastOptions, type BroadcastResult } from "./membership/broadcast.ts";
+import { pickConnection, type PickOptions } from "./membership/pick.ts";
+import { requestWithRetry, type RetryHost } from "./membership/retry.ts";
 
 /** Admin (read-only client) access. */
 export interface AdminOptions {
@@ -169,28 +174,25 @@ function positive(name: string, v: number | undefined, dflt: number): number {
   return v;
 }
 
-function checkUrl(host: string): void {
-  let u: URL;
-  try {
-    u = new URL(host);
-  } catch {
-    throw new TypeError(`Cannot create Manager: host "${host}" is not a URL`);
-  }
-  if (u.protocol !== "ws:" && u.protocol !== "wss:") {
-    throw new TypeError(`Cannot create Manager: host "${host}" must be a ws:// or wss:// URL`);
-  }
-}
-
 /** Event detail of "connect", "disconnect" and "restart". */
 export interface GridEventDetail {
   /** The remote host the event is about. */
   host: string;
 }
 
+/** Event detail of "hosts": what `setHosts` changed. */
+export interface HostsEventDetail {
+  /** Hosts now in the list that were not before. */
+  added: string[];
+  /** Hosts that were in the list and are not any more. */
+  removed: string[];
+}
+
 /**
  * This node's side of the grid.
  *
- * Events: `"connect"`, `"disconnect"`, `"restart"` (`event.detail.host` names the remote), and
+ * Events: `"connect"`, `"disconnect"`, `"restart"` (`event.detail.host` names the remote),
+ * `"hosts"` when {@link Manager.setHosts} changed the list (`event.detail.added`, `.removed`), and
  * `"close"` once `close()` ran (after {@link Manager.signal} aborted).
  *
  * @example
@@ -207,8 +209,11 @@ export interface GridEventDetail {
 export class Manager extends EventTarget implements SocketAcceptor {
   /** This node's name. */
   readonly local: string;
-  /** Every node, local included. */
-  readonly hosts: readonly string[];
+  /** Every node, local included: the list given to the constructor or to the last `setHosts`. */
+  get hosts(): readonly string[] {
+    return this.hostList;
+  }
+  private hostList: readonly string[];
   /** The upgrade path. */
   readonly path: string;
   /** A random id, new for every Manager; peers see a change as a restart. */
@@ -242,6 +247,11 @@ export class Manager extends EventTarget implements SocketAcceptor {
   private readonly started = performance.now();
   private closed = false;
   private readonly rejected: Record<string, number> = {};
+  /** Handler names that a host answered with unknown-handler since it last connected (see `pick`). */
+  private readonly lacking = new Map<string, Set<string>>();
+  private retried = 0;
+  /** What `retryOn` calls use of this Manager. */
+  private readonly retryHost: RetryHost;
   /** @internal How this node proves itself when it dials a peer. */
   readonly credentials: DialCredentials;
   /** @internal A peer's refusal is unauthenticated: it never fails waiting calls. */
@@ -265,15 +275,11 @@ export class Manager extends EventTarget implements SocketAcceptor {
     if (typeof options !== "object" || options === null) throw new TypeError("Cannot create Manager: options required");
     const { local, hosts, secret } = options;
     if (typeof local !== "string") throw new TypeError("Cannot create Manager: option \"local\" must be a string");
-    if (!Array.isArray(hosts)) throw new TypeError("Cannot create Manager: option \"hosts\" must be an array");
     if (typeof secret !== "string" || secret.length === 0) {
       throw new TypeError("Cannot create Manager: option \"secret\" must be a non-empty string");
     }
-    for (const h of hosts) checkUrl(h);
-    if (new Set(hosts).size !== hosts.length) throw new TypeError("Cannot create Manager: \"hosts\" has duplicates");
-    if (!hosts.includes(local)) throw new TypeError(`Cannot create Manager: "local" ${local} is not in "hosts"`);
+    this.hostList = Object.freeze(checkHosts("create Manager", local, hosts));
     this.local = local;
-    this.hosts = [...hosts];
     this.path = options.path ?? "/grid/v1";
     if (!this.path.startsWith("/")) throw new TypeError(`Cannot create Manager: "path" must start with "/"`);
     this.settings = {
@@ -293,6 +299,19 @@ export class Manager extends EventTarget implements SocketAcceptor {
       adminServed: {
         requests: positive("admin.maxServedRequests", options.admin?.maxServedRequests, DEFAULT_LIMITS.maxAdminServedRequests),
         streams: positive("admin.maxServedStreams", options.admin?.maxServedStreams, DEFAULT_LIMITS.maxAdminServedStreams),
+      },
+    };
+    this.retryHost = {
+      settings: this.settings,
+      pick: (o) => this.pick(o),
+      lacksHandler: (host, handler) => {
+        if (!this.connections.has(host)) return;
+        let names = this.lacking.get(host);
+        if (names === undefined) this.lacking.set(host, names = new Set());
+        names.add(handler);
+      },
+      countRetry: () => {
+        this.retried++;
       },
     };
     const minQueue = 2 * (this.settings.maxMessageBytes + 1024);
@@ -352,10 +371,8 @@ export class Manager extends EventTarget implements SocketAcceptor {
         this.adminConnections.delete(conn);
       },
     });
-    for (const h of hosts) {
-      if (h === local) continue;
-      const url = h.replace(/\/+$/, "") + this.path;
-      this.connections.set(h, new Connection(this, h, url, shouldDial(local, h)));
+    for (const h of this.hostList) {
+      if (h !== local) this.addConnection(h);
     }
     registerBuiltins(this);
     // Dialing starts on the next task, so that `serve()` right after the constructor
@@ -395,6 +412,114 @@ export class Manager extends EventTarget implements SocketAcceptor {
     }
     return c;
   }
+
+  /** Creates the connection to `host` (not dialing yet). */
+  private addConnection(host: string): Connection {
+    const url = host.replace(/\/+$/, "") + this.path;
+    const conn = new Connection(this, host, url, shouldDial(this.local, host));
+    this.connections.set(host, conn);
+    return conn;
+  }
+
+  /**
+   * Replaces the host list while the grid runs. Added hosts are dialed (or waited for) by the
+   * dial rule; connections to removed hosts close, and their calls in flight, on both sides,
+   * reject with DisconnectedError saying the host was removed; `connection(removed)` throws
+   * "unknown-host" from then on. A hello is accepted only from a host in the current list, so
+   * when two nodes update their lists at different times the pair connects once both lists
+   * have each other (the early side's dials are refused with close code 4003, counted as
+   * `not-member`, and retried with backoff). Dispatches `"hosts"` when the list changed.
+   *
+   * @param hosts every node of the grid, `local` included
+   * @throws {TypeError} not an array of distinct ws:// or wss:// URLs with `local` among them
+   * @throws {GridError} code "closed" after `close()`
+   * @example
+   * ```ts
+   * grid.addEventListener("hosts", (e) => console.log((e as CustomEvent).detail));
+   * grid.setHosts([...grid.hosts, "ws://10.0.0.4:9000"]);
+   * ```
+   */
+  setHosts(hosts: readonly string[]): void {
+    if (this.closed) throw new GridError("closed", `Cannot set hosts: grid "${this.local}" is closed`);
+    const next = checkHosts("set hosts", this.local, hosts);
+    const keep = new Set(next);
+    const removed = this.hostList.filter((h) => !keep.has(h));
+    const added = next.filter((h) => h !== this.local && !this.connections.has(h));
+    this.hostList = Object.freeze(next);
+    for (const h of removed) {
+      const conn = this.connections.get(h)!;
+      this.connections.delete(h);
+      this.lacking.delete(h);
+      conn.close(new DisconnectedError(removedMessage(h, this.local)), CLOSE_REMOVED);
+    }
+    for (const h of added) {
+      const conn = this.addConnection(h);
+      // Before the first dial task ran, that task starts every connection.
+      if (this.dialTimer === undefined) conn.startDialing();
+    }
+    if (added.length === 0 && removed.length === 0) return;
+    this.dispatchEvent(new CustomEvent<HostsEventDetail>("hosts", { detail: { added, removed } }));
+  }
+
+  /**
+   * Calls a handler on every host (or the given ones) in parallel and resolves, never rejects
+   * for a host's failure, with one entry per host shaped like `Promise.allSettled`'s: a dead
+   * or slow node costs its own entry. The local node, when included, runs in-process.
+   *
+   * @param handler handler name (bytes payload) or a `defineSingle` definition
+   * @param payload request bytes, or the typed request value
+   * @param options timeout, signal, subroute, hosts, includeLocal
+   * @returns one entry per host, in the order of `hosts`
+   * @throws {TypeError} a payload that is not bytes for a handler name, bad `hosts`
+   * @throws {RangeError} `timeout` is NaN, 0 or negative
+   * @example
+   * ```ts
+   * const results = await grid.broadcast("echo", new Uint8Array([1]), { timeout: 2_000 });
+   * for (const r of results) console.log(r.host, r.status);
+   * ```
+   */
+  broadcast(handler: string, payload: Uint8Array, options?: BroadcastOptions): Promise<BroadcastResult<Uint8Array>[]>;
+  /**
+   * Calls a typed handler on every host (or the given ones); see the raw form.
+   *
+   * @example
+   * ```ts
+   * const Version = defineSingle<null, string>("app.version");
+   * const versions = await grid.broadcast(Version, null, { timeout: 2_000 });
+   * ```
+   */
+  broadcast<Req, Resp>(
+    handler: SingleDefinition<Req, Resp, unknown, unknown>,
+    payload: Req,
+    options?: BroadcastOptions,
+  ): Promise<BroadcastResult<Resp>[]>;
+  broadcast<Req, Resp>(
+    handler: string | SingleDefinition<Req, Resp, unknown, unknown>,
+    payload: Req | Uint8Array,
+    options?: BroadcastOptions,
+  ): Promise<BroadcastResult<Resp | Uint8Array>[]> {
+    return broadcast<Resp | Uint8Array>(this, handler as SingleDefinition<unknown, Resp>, payload, options);
+  }
+
+  /**
+   * An `up` connection with the fewest calls in flight (ties: the lower RTT), for spreading
+   * idempotent calls over the peers; with `retryOn: "disconnected"` a call that could not be
+   * sent is tried on the next pick.
+   *
+   * @param options `exclude` hosts; `handler` skips peers known not to serve it
+   * @throws {DisconnectedError} no connection is up
+   * @example
+   * ```ts
+   * const res = await grid.pick().request("echo", new Uint8Array([1]), { retryOn: "disconnected" });
+   * ```
+   */
+  pick(options: PickOptions = {}): Connection {
+    return pickConnection(this.connections.values(), options, (h, name) => this.lacking.get(h)?.has(name) === true);
+  }
+
+  /** @internal See {@link ConnectionOwner.retryElsewhere}. */
+  readonly retryElsewhere = (first: Connection, name: string, payload: Uint8Array, options: CallOptions): Promise<Uint8Array> =>
+    requestWithRetry(this.retryHost, first, name, payload, options);
 
   /**
    * Registers a single-request handler.
@@ -533,6 +658,7 @@ export class Manager extends EventTarget implements SocketAcceptor {
       handlers: this.handlerStats.snapshot(),
       admin: { connections: this.adminConnections.size },
       rejectedHandshakes: { ...this.rejected },
+      retried: this.retried,
     };
   }
 
@@ -586,6 +712,8 @@ export class Manager extends EventTarget implements SocketAcceptor {
   /** @internal */
   notify(type: "connect" | "disconnect" | "restart", conn: Connection): void {
     if (conn.remote === "admin") return;
+    // A peer that connects again may have been upgraded: what it lacked is asked again.
+    if (type === "connect") this.lacking.delete(conn.remote);
     this.dispatchEvent(new CustomEvent<GridEventDetail>(type, { detail: { host: conn.remote } }));
   }
 

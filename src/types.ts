@@ -71,6 +71,14 @@ export interface CallOptions {
    * @default false
    */
   waitForConnect?: boolean;
+  /**
+   * `"disconnected"`: a request that fails with DisconnectedError before it was handed to the
+   * socket (so the remote never saw it) is sent again to another peer chosen by `grid.pick`,
+   * within the same deadline and signal. Only for idempotent handlers; requests only (streams
+   * ignore it), and only on a Manager's connections.
+   * @default undefined (no retry)
+   */
+  retryOn?: "disconnected";
 }
 
 /** Options of `handle`. */
@@ -177,9 +185,13 @@ export interface GridStats {
   /**
    * Handshakes that failed, by reason: on the accepting side `timeout`,
    * `evicted`, `address-limit`, `unexpected-op`, `oversize`, `malformed`,
-   * `version`, `unknown-host`, `wrong-target`, `dial-rule`, `bad-mac`,
+   * `version`, `unknown-host` (a hello naming this node itself), `not-member` (a host not in
+   * the current host list; refused with close code 4003), `wrong-target`, `dial-rule`, `bad-mac`,
    * `bad-token`, `admin-busy`, `admin-rate`, `admin-connections`, `closed`;
-   * on the dialing side `dial-bad-mac` and `dial-refused-<code>`.
+   * on the dialing side `dial-bad-mac` and `dial-refused-<code>` (`dial-refused-unknown-host`
+   * when the remote's host list does not have this node yet, or any more).
    */
   rejectedHandshakes: Record<string, number>;
+  /** Requests made with `retryOn: "disconnected"` that were sent again to another peer. */
+  retried?: number;
 }

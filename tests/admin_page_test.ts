@@ -58,6 +58,24 @@ describe(`admin page handler on ${runtime}`, () => {
     assert.equal(JSON.parse(json).gridPath, "/grid/v1");
   });
 
+  it("makes the page's host list and CSP from the grid's current hosts at each request (after setHosts)", async () => {
+    const [a, b] = ["ws://127.0.0.1:9000", "ws://127.0.0.1:9001"];
+    const g = new Manager({ local: a, hosts: [a], secret: "s" });
+    try {
+      const h = adminPageHandler(g);
+      const hostsOf = async () => {
+        const html = await get(h, "/admin")!.text();
+        return JSON.parse(html.match(/<script id="wsgrid-config" type="application\/json">(.*?)<\/script>/)![1]).hosts;
+      };
+      assert.deepEqual(await hostsOf(), [a]);
+      g.setHosts([a, b]);
+      assert.deepEqual(await hostsOf(), [a, b]);
+      assert.match(get(h, "/admin")!.headers.get("content-security-policy")!, /connect-src 'self' ws:\/\/127\.0\.0\.1:9000 ws:\/\/127\.0\.0\.1:9001;/);
+    } finally {
+      await g.close();
+    }
+  });
+
   it("refuses a path that is not absolute or is the grid endpoint's", () => {
     assert.throws(() => adminPageHandler(grid, { path: "admin" }), TypeError);
     assert.throws(() => adminPageHandler(grid, { path: "/grid/v1" }), TypeError);

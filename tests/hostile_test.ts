@@ -35,6 +35,7 @@ import {
   PROTOCOL_VERSION,
 } from "../src/protocol/ops.ts";
 import { decodeError } from "../src/mux/wire.ts";
+import { CLOSE_NOT_MEMBER } from "../src/auth/acceptor.ts";
 import { handshakeFrame, helloFrame, peerHello as anyPeerHello, proofFor as proofWith } from "./_handshake.ts";
 import { urlWhere } from "./_net.ts";
 import { withTimeout } from "./_wait.ts";
@@ -192,14 +193,14 @@ async function peerHandshake(
   return { raw, welcome, ready: payload === null ? null : decodeReady(payload), proof };
 }
 
-async function refusedWith(url: string, frame: Uint8Array<ArrayBuffer>, code: string): Promise<void> {
+async function refusedWith(url: string, frame: Uint8Array<ArrayBuffer>, code: string, closeCode = 1008): Promise<void> {
   const { raw, welcome } = await handshake(url, frame);
   assert.ok(welcome !== null, "a refusal is explained by a welcome");
   assert.equal(welcome.ok, false);
   assert.equal(welcome.code, code);
   assert.equal(welcome.mac, "");
   const closed = await withTimeout(raw.closed, "close after refusal");
-  assert.equal(closed.code, 1008);
+  assert.equal(closed.code, closeCode);
 }
 
 /** sfc32, seeded; the seed is printed so a failure can be replayed. */
@@ -497,7 +498,8 @@ describe("hostile connections to a served Manager", () => {
 
   it("refuses wrong names and the wrong dial direction before any challenge", TEST, async () => {
     await refusedWith(endpoint, helloFrame(peerHello(ghost, "ws://127.0.0.1:1")), "unauthorized");
-    await refusedWith(endpoint, helloFrame(peerHello("ws://127.0.0.9:9", target.url)), "unauthorized");
+    // A stranger is told it is not in the host list, with its own close code (not a bad secret).
+    await refusedWith(endpoint, helloFrame(peerHello("ws://127.0.0.9:9", target.url)), "unknown-host", CLOSE_NOT_MEMBER);
     await refusedWith(endpoint, helloFrame(peerHello(target.url, target.url)), "unauthorized");
     // Known, but the target is the side that dials this host.
     await refusedWith(endpoint, helloFrame(peerHello(dialedGhost, target.url)), "protocol");

@@ -13,6 +13,9 @@
  * - `lockargs`: the LockArgs codec (binary vs text vs JSON), ns/op and bytes;
  * - `frame`: encode/decode of a 64-request batch frame, ns per message (frame_micro.ts);
  * - `scale`: full mesh of 2, 8, 32 Managers in one process;
+ * - `membership`: 8, 32, 64 Managers in one process that start alone and are given the full
+ *   list with `setHosts`: time until every pair is up, memory per connection, and the time to
+ *   shrink back to 3 (goal: 64 hosts up in < 5 s, ≤ 64 KiB per connection);
  * - `profile`: `node --cpu-prof` of the 64 B, concurrency 64 request loop, top self time.
  *
  * Cases are interleaved within each round (raw, wsgrid, raw, wsgrid…) and the
@@ -36,9 +39,9 @@
  * deno run -A scripts/bench/main.ts --suites rtt --runtimes bun,node --rounds 5 --duration 3
  * ```
  *
- * Flags: `--suites rtt,stream,loaded,slow,lockargs,frame,scale,profile`, `--runtimes deno,bun,node`,
+ * Flags: `--suites rtt,stream,loaded,slow,lockargs,frame,scale,membership,profile`, `--runtimes deno,bun,node`,
  * `--cases raw,wsgrid,capnweb,birpc,socketio`, `--concurrency 1,64,256`, `--sizes 64,4096`,
- * `--nodes 2,8,32`, `--rounds 2`, `--secondary-rounds 1` (4 KiB and concurrency 256 cells), `--duration 1` (s), `--warmup 0.3` (s), `--quick`, `--full`, `--no-docs`,
+ * `--nodes 2,8,32`, `--membership-nodes 8,32,64`, `--rounds 2`, `--secondary-rounds 1` (4 KiB and concurrency 256 cells), `--duration 1` (s), `--warmup 0.3` (s), `--quick`, `--full`, `--no-docs`,
  * `--pin split|same|none`, `--dialer client|server|any` (which wsgrid process opens the
  * socket; `client`, like the raw baseline, by default), `--quiet-below 0.2` and `--quiet-wait 10` (s; each run
  * first waits up to that long for other programs to leave the CPUs below 20 %
@@ -107,7 +110,7 @@ interface SuiteRun {
   error?: string;
 }
 
-const ALL_SUITES = ["rtt", "stream", "loaded", "slow", "lockargs", "locks", "frame", "scale", "profile"];
+const ALL_SUITES = ["rtt", "stream", "loaded", "slow", "lockargs", "locks", "frame", "scale", "membership", "profile"];
 const flags = parseFlags(process.argv.slice(2));
 const quick = flags.has("quick");
 const full = flags.has("full");
@@ -118,6 +121,7 @@ const caseNames = flags.get("cases")?.split(",").filter(Boolean);
 const concurrencies = (flags.get("concurrency") ?? (quick ? "1,64" : "1,64,256")).split(",").map(Number);
 const sizes = (flags.get("sizes") ?? flags.get("size") ?? (quick ? "64" : "64,4096")).split(",").map(Number);
 const nodeCounts = (flags.get("nodes") ?? "2,8,32").split(",").map(Number);
+const membershipCounts = (flags.get("membership-nodes") ?? "8,32,64").split(",").map(Number);
 const rounds = numberFlag(flags, "rounds", full ? 5 : quick ? 1 : 2);
 /** Rounds of the secondary round-trip cells (other sizes, concurrency other than 1 and 64). */
 const secondaryRounds = numberFlag(flags, "secondary-rounds", full ? rounds : 1);
@@ -230,6 +234,7 @@ async function main(): Promise<void> {
   const suiteRuns: SuiteRun[] = [];
   const lockargs: Record<string, { msgpackrNative: boolean; results: LockArgsBenchResult[] } | { error: string }> = {};
   const scale: Record<string, unknown>[] = [];
+  const membership: Record<string, unknown>[] = [];
   const frameMicro: Record<string, Record<string, unknown>> = {};
   let profile: Record<string, { client?: ProfileSummary; server?: ProfileSummary; load?: ProfiledResult; error?: string }> | undefined;
   const tasks: Task[] = [];
@@ -392,6 +397,35 @@ async function main(): Promise<void> {
     }
   }
 
+  if (suites.includes("membership")) {
+    for (const rt of runtimes) {
+      for (const nodes of membershipCounts) {
+        tasks.push({
+          label: `members   ${rt.name.padEnd(4)} ${String(nodes).padStart(3)} nodes`,
+          async run() {
+            const row: Record<string, unknown> = { runtime: rt.name, nodes };
+            membership.push(row);
+            try {
+              row.busyBefore = await quiet();
+              const r = await runScript<Record<string, number>>(
+                rt,
+                "scripts/bench/scale.ts",
+                ["--membership", "--nodes", String(nodes)],
+                GC_FLAGS[rt.name] ?? [],
+                120_000,
+              );
+              Object.assign(row, r);
+              return `setHosts → all ${r.connections} up in ${r.joinMs} ms, back to 3 in ${r.shrinkMs} ms, ${r.heapPerConnKB} KB heap / ${r.rssPerConnKB} KB RSS per connection${busyNote(row.busyBefore as number)}`;
+            } catch (err) {
+              row.error = (err as Error).message;
+              return `FAILED: ${row.error}`;
+            }
+          },
+        });
+      }
+    }
+  }
+
   if (suites.includes("profile") && existsSync(RUNTIMES.node.bin)) {
     const dir = resolve(ROOT, ".bench/prof");
     const read = (prefix: string): ProfileSummary | undefined => {
@@ -473,7 +507,7 @@ async function main(): Promise<void> {
     machine,
     machineAfter: { loadavg: loadavg().map((x) => Math.round(x * 100) / 100) },
     versions,
-    settings: { suites, rounds, secondaryRounds, duration, warmup, sizes, concurrencies, nodeCounts, pin, dialer, quietBelow, quietWaitMs, full, quick },
+    settings: { suites, rounds, secondaryRounds, duration, warmup, sizes, concurrencies, nodeCounts, membershipCounts, pin, dialer, quietBelow, quietWaitMs, full, quick },
     cases: cases.map((c) => ({ name: c.name, suite: c.suite ?? "rtt", description: c.description, baseline: c.baseline ?? null, skipped: skipped.get(c.name) ?? null })),
     rows,
     streams: streamRows,
@@ -481,6 +515,7 @@ async function main(): Promise<void> {
     locks,
     frame: frameMicro,
     scale,
+    membership,
     profile: profile ?? null,
     runs,
     suiteRuns,

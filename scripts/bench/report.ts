@@ -89,6 +89,7 @@ export interface Results {
   lockargs?: Record<string, { msgpackrNative?: boolean; results?: LockArgsBenchResult[]; error?: string }>;
   locks?: LocksBenchResult | { error: string };
   scale?: Record<string, unknown>[];
+  membership?: Record<string, unknown>[];
   frame?: Record<string, { decodeNsPerMsg?: number; encodeNsPerMsg?: number; textDecodeNs?: number; timerPairNs?: number; batch?: number; error?: string }>;
   profile?: Record<string, { client?: Profile; server?: Profile; load?: { rps?: number; mbps?: number }; error?: string }> | null;
   runs?: { busyBefore?: number }[];
@@ -182,6 +183,26 @@ function goals(res: Results): Goal[] {
       out.push({ what: `${rt}: LockArgs binary vs text, ${r.resources} resource(s)`, goal: "≥ 5×", measured: `${fx(r.speedupVsText)}×`, met: r.speedupVsText >= 5 });
       out.push({ what: `${rt}: LockArgs binary vs JSON, ${r.resources} resource(s)`, goal: "≥ 2×", measured: `${fx(r.speedupVsJson)}×`, met: r.speedupVsJson >= 2 });
     }
+  }
+  out.push(...membershipGoals(res));
+  return out;
+}
+
+/** The issue-16 goals: 64 hosts up within 5 s of `setHosts`, at most 64 KiB (RSS) per connection. */
+function membershipGoals(res: Results): Goal[] {
+  const out: Goal[] = [];
+  for (const rt of RUNTIME_ORDER) {
+    const r = res.membership?.find((m) => m.runtime === rt && m.nodes === 64 && !m.error);
+    if (res.membership === undefined || !res.versions[rt]) continue;
+    const join = r?.joinMs as number | undefined;
+    const rss = r?.rssPerConnKB as number | undefined;
+    out.push({ what: `${rt}: 64 hosts, setHosts → all 2,016 pairs up`, goal: "< 5 s", measured: join === undefined ? "-" : `${fx(join / 1000, 2)} s`, met: join === undefined ? null : join < 5000 });
+    out.push({
+      what: `${rt}: memory per connection at 64 hosts (RSS, both ends in one process)`,
+      goal: "≤ 64 KiB",
+      measured: rss === undefined ? "-" : `${fx(rss, 1)} KiB (heap ${fx(r?.heapPerConnKB as number, 1)} KiB)`,
+      met: rss === undefined ? null : rss <= 64,
+    });
   }
   return out;
 }
@@ -456,6 +477,28 @@ export function renderMarkdown(res: Results): string {
         fx(r.rssPerConnKB as number, 1),
       ]),
       [1, 2, 3, 4, 5, 6, 7, 8],
+    ));
+    L.push("");
+  }
+  if (res.membership?.length) {
+    L.push("## Membership: a mesh formed with setHosts");
+    L.push("");
+    L.push("N Managers in one process (`scripts/bench/scale.ts --membership`), each served on its own loopback port and started knowing only itself; then every one is given the full list with `setHosts`. " +
+      "Join: from those calls until every one of the N·(N−1)/2 pairs is up (goal for 64 hosts: < 5 s). Memory per connection: RSS and JS heap growth over the join (after a GC), divided by the connections, both ends of each in this process (goal at 64 hosts: ≤ 64 KiB). " +
+      "Shrink: every Manager but the first 3 is then removed (`setHosts` on all of them), until the 3 pairs left are up and every other connection is gone.");
+    L.push("");
+    L.push(table(
+      ["runtime", "nodes", "connections", "join ms", "shrink to 3 ms", "heap KB / connection", "RSS KB / connection"],
+      res.membership.map((r) => [
+        String(r.runtime),
+        String(r.nodes),
+        String(r.connections ?? "-"),
+        r.error ? `failed: ${String(r.error).slice(0, 60)}` : String(r.joinMs),
+        fx(r.shrinkMs as number, 1),
+        fx(r.heapPerConnKB as number, 1),
+        fx(r.rssPerConnKB as number, 1),
+      ]),
+      [1, 2, 3, 4, 5, 6],
     ));
     L.push("");
   }

@@ -8,8 +8,15 @@
  * calling a random node → random other node `echo` with `--size` bytes for
  * `--duration` s. Prints one JSON line.
  *
+ * With `--membership`, the mesh is formed at run time instead: the Managers start knowing only
+ * themselves, then each is given the full list with `setHosts`, and the time is measured from
+ * those calls until every pair is up, with the memory per connection as above; then every
+ * Manager but the first 3 is removed again (`setHosts` on all of them) and the time until the
+ * rest has settled (the 3 pairs up, every other connection gone) is measured too. No load.
+ *
  * ```sh
  * node --expose-gc scripts/bench/scale.ts --nodes 8 --duration 2
+ * node --expose-gc scripts/bench/scale.ts --membership --nodes 64
  * ```
  *
  * @module
@@ -29,6 +36,59 @@ const warmupMs = numberFlag(flags, "warmup", 0.5) * 1000;
 const size = numberFlag(flags, "size", 64);
 const upTimeoutMs = numberFlag(flags, "up-timeout", 60) * 1000;
 if (!Number.isInteger(n) || n < 2 || n > 256) throw new RangeError("Cannot run: --nodes must be an integer in 2..256");
+
+/** Resolves once `done()` holds (polled), or rejects after upTimeoutMs. */
+async function until(done: () => boolean, what: string): Promise<void> {
+  const t0 = performance.now();
+  while (!done()) {
+    if (performance.now() - t0 > upTimeoutMs) throw new Error(`Cannot measure: ${what} not within ${upTimeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** The `--membership` case: prints its JSON line and exits. */
+async function membership(): Promise<never> {
+  const grids = urls.map((local) =>
+    new Manager({ local, hosts: [local], secret: "wsgrid bench secret", backoff: { base: 20, cap: 200 } })
+  );
+  const servers = await Promise.all(grids.map((grid, i) => serve(grid, { port: ports[i], hostname: "127.0.0.1" })));
+  const connections = (n * (n - 1)) / 2;
+  // Counted from the events, so that polling stats() of every Manager does not slow the mesh down.
+  let connects = 0;
+  for (const grid of grids) grid.addEventListener("connect", () => connects++);
+  const before = await settle();
+  const t0 = performance.now();
+  for (const grid of grids) grid.setHosts(urls);
+  await until(() => connects === 2 * connections, `${connections} connections up`);
+  const joinMs = performance.now() - t0;
+  const after = await settle();
+  const keep = urls.slice(0, 3);
+  const t1 = performance.now();
+  grids.forEach((grid, i) => grid.setHosts(i < 3 ? keep : [grid.local]));
+  const settled = () =>
+    grids.every((grid, i) => {
+      const conns = Object.values(grid.stats().connections);
+      return i < 3 ? conns.length === 2 && conns.every((c) => c.state === "up") : conns.length === 0;
+    });
+  await until(settled, "the shrunk grid settled");
+  const shrinkMs = performance.now() - t1;
+  process.stdout.write(JSON.stringify({
+    membership: true,
+    nodes: n,
+    connections,
+    joinMs: Math.round(joinMs),
+    shrinkMs: Math.round(shrinkMs * 10) / 10,
+    rssPerConnKB: Math.round((after.rss - before.rss) / connections / 102.4) / 10,
+    heapPerConnKB: Math.round((after.heap - before.heap) / connections / 102.4) / 10,
+    rssMB: Math.round(after.rss / 1e5) / 10,
+    gc: Boolean(g.gc || g.Bun),
+  }) + "\n");
+  await Promise.race([
+    Promise.all([...grids.map((grid) => grid.close()), ...servers.map((s) => s.close())]),
+    new Promise((r) => setTimeout(r, 3000)),
+  ]);
+  process.exit(0);
+}
 
 const g = globalThis as { gc?: () => void; Bun?: { gc(force: boolean): void } };
 async function settle(): Promise<{ rss: number; heap: number }> {
@@ -57,6 +117,7 @@ async function settle(): Promise<{ rss: number; heap: number }> {
 
 const ports = await freePorts(n);
 const urls = ports.map((p) => `ws://127.0.0.1:${p}`);
+if (flags.has("membership")) await membership();
 const before = await settle();
 const t0 = performance.now();
 const grids = urls.map((local) =>

@@ -4,7 +4,9 @@
  * the node that served the page and to every other node, follows each one's
  * `grid.watch` stream and renders nodes, the connection matrix and handlers.
  * The node that served the page is the reference: a node it sees as down is
- * shown down even when the browser cannot reach that node itself.
+ * shown down even when the browser cannot reach that node itself, and its host
+ * list is the page's: hosts that join it (`setHosts`) get a row, and hosts that
+ * leave it lose theirs, live, with a line in the membership log.
  *
  * Built by `scripts/build_client.ts`; the Client comes from the separate
  * client bundle (`<path>/client.js`), loaded at run time.
@@ -42,6 +44,8 @@ interface NodeView {
   state: ViewState;
   stats: GridStats | null;
   error: string;
+  /** The host left the serving node's list: its follower stops. */
+  removed: boolean;
 }
 
 const config = JSON.parse(document.getElementById("wsgrid-config")!.textContent!) as PageConfig;
@@ -49,6 +53,10 @@ const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as 
 const views = new Map<string, NodeView>();
 let lib: BrowserModule | null = null;
 let session = 0;
+/** The token of the current session, for the followers of hosts that join later. */
+let sessionToken = "";
+/** Membership changes shown, newest first. */
+const MAX_LOG = 20;
 
 function gridUrl(host: string): string {
   if (host === config.local) {
@@ -79,7 +87,7 @@ async function follow(view: NodeView, token: string, mine: number): Promise<void
     requestTimeout: 10_000,
   });
   view.client = client;
-  const stale = () => mine !== session;
+  const stale = () => mine !== session || view.removed;
   client.addEventListener("disconnect", () => {
     if (stale()) return;
     view.state = "reconnecting";
@@ -97,6 +105,7 @@ async function follow(view: NodeView, token: string, mine: number): Promise<void
         view.stats = r.value;
         view.state = "live";
         view.error = "";
+        if (view.host === config.local) syncHosts(r.value, mine);
         render();
       }
     } catch (e) {
@@ -114,6 +123,40 @@ async function follow(view: NodeView, token: string, mine: number): Promise<void
     await sleep(250);
   }
   await client.close();
+}
+
+/** Makes the views follow the serving node's current host list. */
+function syncHosts(stats: GridStats, mine: number): void {
+  const current = new Set([config.local, ...Object.keys(stats.connections)]);
+  for (const host of current) {
+    if (views.has(host)) continue;
+    addView(host, mine);
+    logChange(host, "joined");
+  }
+  for (const [host, view] of views) {
+    if (current.has(host)) continue;
+    view.removed = true;
+    void view.client?.close();
+    views.delete(host);
+    logChange(host, "left");
+  }
+}
+
+function addView(host: string, mine: number): void {
+  const view: NodeView = { host, url: gridUrl(host), client: null, state: "connecting", stats: null, error: "", removed: false };
+  views.set(host, view);
+  void follow(view, sessionToken, mine);
+}
+
+function logChange(host: string, change: "joined" | "left"): void {
+  const list = $("membership");
+  const li = document.createElement("li");
+  li.dataset.host = host;
+  li.dataset.change = change;
+  li.className = "mono";
+  li.textContent = `${new Date().toLocaleTimeString()} ${change}: ${host}`;
+  list.prepend(li);
+  while (list.children.length > MAX_LOG) list.lastElementChild!.remove();
 }
 
 function refused(message: string): void {
@@ -148,12 +191,9 @@ async function connect(token: string): Promise<void> {
     return;
   }
   const mine = session;
+  sessionToken = token;
   views.clear();
-  for (const host of config.hosts) {
-    const view: NodeView = { host, url: gridUrl(host), client: null, state: "connecting", stats: null, error: "" };
-    views.set(host, view);
-    void follow(view, token, mine);
-  }
+  for (const host of config.hosts) addView(host, mine);
   render();
 }
 

@@ -81,23 +81,27 @@ export function adminPageHandler(grid: AdminPageGrid, options: AdminPageOptions 
   if (base === grid.path) {
     throw new TypeError(`Cannot serve the admin page: path "${base}" is the grid endpoint's path`);
   }
-  const config = {
-    local: grid.local,
-    hosts: [...grid.hosts],
-    gridPath: grid.path,
-    pingInterval: grid.settings?.pingInterval ?? 10_000,
-    watchIntervalMs: options.watchIntervalMs ?? 1_000,
-    clientUrl: `${base}/client.js`,
+  // The host list can change at run time (`setHosts`): the page's config and its CSP are made
+  // from the current list at each request.
+  const page = (): string => {
+    const config = {
+      local: grid.local,
+      hosts: [...grid.hosts],
+      gridPath: grid.path,
+      pingInterval: grid.settings?.pingInterval ?? 10_000,
+      watchIntervalMs: options.watchIntervalMs ?? 1_000,
+      clientUrl: `${base}/client.js`,
+    };
+    // `<` escaped so the JSON cannot close its <script> element.
+    const json = JSON.stringify(config).replace(/</g, "\\u003c");
+    return PAGE_HTML.replace("__WSGRID_CONFIG__", () => json).replace("__WSGRID_BASE__", () => base);
   };
-  // `<` escaped so the JSON cannot close its <script> element.
-  const json = JSON.stringify(config).replace(/</g, "\\u003c");
-  const html = PAGE_HTML.replace("__WSGRID_CONFIG__", () => json).replace("__WSGRID_BASE__", () => base);
-  const headers = securityHeaders(grid);
-  const files = new Map<string, { body: string; type: string }>([
-    [base, { body: html, type: "text/html; charset=utf-8" }],
-    [`${base}/`, { body: html, type: "text/html; charset=utf-8" }],
-    [`${base}/page.js`, { body: PAGE_JS, type: JS }],
-    [`${base}/client.js`, { body: CLIENT_JS, type: JS }],
+  const HTML = "text/html; charset=utf-8";
+  const files = new Map<string, { body: () => string; type: string }>([
+    [base, { body: page, type: HTML }],
+    [`${base}/`, { body: page, type: HTML }],
+    [`${base}/page.js`, { body: () => PAGE_JS, type: JS }],
+    [`${base}/client.js`, { body: () => CLIENT_JS, type: JS }],
   ]);
   return (req: Request): Response | undefined => {
     const file = files.get(new URL(req.url).pathname);
@@ -105,8 +109,8 @@ export function adminPageHandler(grid: AdminPageGrid, options: AdminPageOptions 
     if (req.method !== "GET" && req.method !== "HEAD") {
       return new Response("Method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
     }
-    return new Response(req.method === "HEAD" ? null : file.body, {
-      headers: { ...headers, "content-type": file.type },
+    return new Response(req.method === "HEAD" ? null : file.body(), {
+      headers: { ...securityHeaders(grid), "content-type": file.type },
     });
   };
 }

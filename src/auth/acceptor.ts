@@ -67,6 +67,13 @@ export function dialRuleCheck(from: string, local: string): string | null {
   return null;
 }
 
+/**
+ * WebSocket close code of a hello refused because its sender is not in this node's current
+ * host list (private range): apart from a bad secret (1008), so that a dialer whose list is
+ * ahead of ours backs off and tries again instead of reporting an attack.
+ */
+export const CLOSE_NOT_MEMBER = 4003;
+
 /** Reasons a link closed itself during the handshake, by the close code it used. */
 const CLOSE_REASONS: Readonly<Record<number, string>> = { 1002: "malformed", 1003: "text-frame", 1009: "oversize" };
 
@@ -166,15 +173,15 @@ export class Acceptor {
     a.link.close(err, code);
   }
 
-  /** Sends a refusal (welcome or ready), then closes with 1008. */
-  private refuse(a: Attempt, reason: string, code: string, message: string): void {
+  /** Sends a refusal (welcome or ready), then closes with `closeCode` (1008 unless told). */
+  private refuse(a: Attempt, reason: string, code: string, message: string, closeCode = 1008): void {
     if (a.link.closed) return;
     const payload = a.welcomed
       ? handshakeMessage(OP_READY, { ok: false, code, reason: message })
       : handshakeMessage(OP_WELCOME, refusedWelcome(PROTOCOL_VERSION, code, message));
     a.link.send(payload);
     a.link.flushNow();
-    this.fail(a, reason, new GridError(code, `Handshake refused: ${message}`), 1008);
+    this.fail(a, reason, new GridError(code, `Handshake refused: ${message}`), closeCode);
   }
 
   /** Checks a hello and answers it: the admin path at once, the peer path with a challenge. */
@@ -190,8 +197,21 @@ export class Acceptor {
       return this.refuse(a, "malformed", "protocol", (e as Error).message);
     }
     if (hello.kind === "admin") return this.acceptAdmin(a, hello);
+    if (hello.from === this.host.local) {
+      return this.refuse(a, "unknown-host", "unauthorized", `host "${hello.from}" is this node's own name`);
+    }
     const conn = this.host.peer(hello.from);
-    if (conn === undefined) return this.refuse(a, "unknown-host", "unauthorized", `host "${hello.from}" is not in this grid`);
+    if (conn === undefined) {
+      // Not (or not yet, or no longer) in this node's host list: during a rolling change of the
+      // lists the dialer retries with backoff and connects once both lists agree.
+      return this.refuse(
+        a,
+        "not-member",
+        "unknown-host",
+        `host "${hello.from}" is not in the host list of "${this.host.local}"`,
+        CLOSE_NOT_MEMBER,
+      );
+    }
     if (hello.to !== this.host.local) {
       return this.refuse(a, "wrong-target", "unauthorized", `hello is addressed to "${hello.to}", this is "${this.host.local}"`);
     }

@@ -243,7 +243,7 @@ export class NodeProc {
    * Sends a signal while the process lives. Uses `process.kill(pid)`: Deno's
    * `ChildProcess.kill` sends nothing after its first signal (so no SIGCONT after SIGSTOP).
    */
-  signal(sig: "SIGKILL" | "SIGSTOP" | "SIGCONT"): void {
+  signal(sig: "SIGKILL" | "SIGSTOP" | "SIGCONT" | "SIGTERM"): void {
     if (this.exit !== null) return;
     try {
       process.kill(this.pid, sig);
@@ -286,6 +286,8 @@ export interface ClusterOptions {
    * link dialed to it runs through the proxy.
    */
   frontProxies?: boolean;
+  /** See {@link NodeConfig.gracefulSigterm}. */
+  gracefulSigterm?: boolean;
 }
 
 /** N nodes, one runtime each, forming one grid on 127.0.0.1. */
@@ -322,6 +324,7 @@ export class Cluster {
       ...(options.maxConcurrentHandshakes !== undefined ? { maxConcurrentHandshakes: options.maxConcurrentHandshakes } : {}),
       ...(options.handshakeTimeout !== undefined ? { handshakeTimeout: options.handshakeTimeout } : {}),
       ...(options.countAccepts !== undefined ? { countAccepts: options.countAccepts } : {}),
+      ...(options.gracefulSigterm !== undefined ? { gracefulSigterm: options.gracefulSigterm } : {}),
     }));
     const nodes = runtimes.map((r, i) => new NodeProc(r, configs[i]));
     const cluster = new Cluster(urls, configs, nodes, proxies);
@@ -343,6 +346,20 @@ export class Cluster {
     await withTimeout(old.exited, 5_000, () => `${old.name} has not exited; cannot restart it`);
     const node = new NodeProc(old.runtime, { ...this.configs[i], ...overrides });
     this.nodes[i] = node;
+    this.all.push(node);
+    await node.waitReady();
+    return node;
+  }
+
+  /**
+   * Starts one more node on a free port (not part of `urls` and `nodes` until it is in every
+   * list: add it with the `setHosts` command), configured like the others but with `hosts`
+   * (which must include its URL, given to the function that builds them).
+   */
+  async spawnExtra(runtime: Runtime, hosts: (url: string) => string[]): Promise<NodeProc> {
+    const [port] = await freePorts(1);
+    const local = `ws://127.0.0.1:${port}`;
+    const node = new NodeProc(runtime, { ...this.configs[0], port: undefined, local, hosts: hosts(local) });
     this.all.push(node);
     await node.waitReady();
     return node;

@@ -53,6 +53,8 @@ export interface NodeConfig {
    * spawned together start their grid at the same moment (a reconnect storm).
    */
   startAt?: number;
+  /** On SIGTERM, close the grid and the server (a graceful stop, as in a rolling restart); the process then exits by itself. */
+  gracefulSigterm?: boolean;
 }
 
 /** Accept-side counters (config `countAccepts`), answer of the "accepts" command. */
@@ -103,6 +105,10 @@ export type Command =
     progressAt?: number;
     paceMs?: number;
   }
+  | { id: number; cmd: "setHosts"; hosts: string[] }
+  | { id: number; cmd: "broadcast"; handler: string; payload?: string; timeout?: number; includeLocal?: boolean }
+  /** Calls `grid.pick()` every millisecond or so for `ms`; answers how many picks were not `up`. */
+  | { id: number; cmd: "pick"; ms: number }
   | { id: number; cmd: "close" };
 
 /** A recorded event: Manager events and handler aborts. */
@@ -183,6 +189,11 @@ for (const type of ["connect", "disconnect", "restart"]) {
     events.push({ type, host: (ev as CustomEvent<{ host: string }>).detail.host, at: Date.now() });
   });
 }
+grid.addEventListener("hosts", (ev) => {
+  const { added, removed } = (ev as CustomEvent<{ added: string[]; removed: string[] }>).detail;
+  for (const host of added) events.push({ type: "host-added", host, at: Date.now() });
+  for (const host of removed) events.push({ type: "host-removed", host, at: Date.now() });
+});
 
 grid.handle("echo", (req) => req);
 grid.handle("whoami", () => enc.encode(JSON.stringify({ runtime, pid: process.pid, local: config.local })));
@@ -349,6 +360,24 @@ async function runLoad(c: Extract<Command, { cmd: "load" }>): Promise<LoadReport
   return { counts, heapBefore, heapAfter: await heapUsed(), gc: GC_AVAILABLE };
 }
 
+/** Picks for `ms`, yielding between picks; counts picks, picks that were not up, and times none was up. */
+async function pickFor(ms: number): Promise<{ picks: number; notUp: number; noneUp: number; hosts: Record<string, number> }> {
+  const until = performance.now() + ms;
+  const out = { picks: 0, notUp: 0, noneUp: 0, hosts: {} as Record<string, number> };
+  while (performance.now() < until) {
+    try {
+      const c = grid.pick();
+      out.picks++;
+      if (c.state !== "up") out.notUp++;
+      out.hosts[c.remote] = (out.hosts[c.remote] ?? 0) + 1;
+    } catch {
+      out.noneUp++;
+    }
+    await sleep(1);
+  }
+  return out;
+}
+
 let closing = false;
 
 async function close(): Promise<void> {
@@ -376,7 +405,7 @@ async function execute(c: Command): Promise<unknown> {
     case "stats": {
       const stats = grid.stats();
       const dialer: Record<string, boolean> = {};
-      for (const h of config.hosts) if (h !== config.local) dialer[h] = grid.connection(h).dialer;
+      for (const h of grid.hosts) if (h !== config.local) dialer[h] = grid.connection(h).dialer;
       return { runtime, pid: process.pid, dialer, stats };
     }
     case "events":
@@ -390,6 +419,26 @@ async function execute(c: Command): Promise<unknown> {
       return { started: c.n };
     case "stream":
       return await runStream(c);
+    case "setHosts":
+      grid.setHosts(c.hosts);
+      return grid.hosts;
+    case "broadcast": {
+      const started = performance.now();
+      const results = await grid.broadcast(c.handler, enc.encode(c.payload ?? ""), {
+        timeout: c.timeout,
+        includeLocal: c.includeLocal,
+      });
+      const entries = results.map((r) =>
+        r.status === "fulfilled" ? { host: r.host, status: r.status, text: dec.decode(r.value) } : {
+          host: r.host,
+          status: r.status,
+          error: wireError(r.reason),
+        }
+      );
+      return { entries, ms: Math.round(performance.now() - started) };
+    }
+    case "pick":
+      return await pickFor(c.ms);
     case "close":
       await close();
       return null;
@@ -411,6 +460,11 @@ rl.on("line", (line) => {
     (e: unknown) => send({ id: c.id, ok: false, error: wireError(e) }),
   );
 });
+if (config.gracefulSigterm === true) {
+  process.on("SIGTERM", () => {
+    if (!closing) void close();
+  });
+}
 rl.on("close", () => {
   // stdin ended without a close command: the parent is gone, do not outlive it.
   if (!closing) void close().finally(() => process.exit(0));

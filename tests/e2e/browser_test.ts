@@ -76,30 +76,33 @@ describe("admin page in Chromium", () => {
   // Types come from playwright-core, loaded only when the suite runs (Node runner).
   let context: import("playwright-core").BrowserContext | undefined;
 
+  /** Node `i` of the grid on `port`, serving the admin page next to the grid endpoint. */
+  async function startGridNode(i: number, port: number, hosts: string[]): Promise<GridNode> {
+    const { attachNode } = await import("../../src/adapters/node.ts");
+    const grid = new Manager({
+      local: hosts[i],
+      hosts,
+      secret: "browser-test secret",
+      pingInterval: PING_MS,
+      backoff: { base: 20, cap: 200 },
+      admin: { tokens: [TOKEN] },
+    });
+    grid.handle(Read, ({ key }) => ({ value: `hello ${key} from node ${i}` }), { readOnly: true });
+    grid.handle(Write, () => {
+      writes++;
+      return true;
+    });
+    const server = createHttpServer(nodeApp(adminPageHandler(grid, { path: "/admin", watchIntervalMs: WATCH_MS })));
+    const attached = attachNode(grid, server);
+    await new Promise<void>((resolve) => server.listen(port, HOST, resolve));
+    return { host: hosts[i], port, grid, server, attached, closed: false };
+  }
+
   before(async () => {
     if (skip) return;
-    const { attachNode } = await import("../../src/adapters/node.ts");
     const ports = [await freePort(), await freePort(), await freePort()];
     const hosts = ports.map((p) => `ws://${HOST}:${p}`);
-    for (let i = 0; i < 3; i++) {
-      const grid = new Manager({
-        local: hosts[i],
-        hosts,
-        secret: "browser-test secret",
-        pingInterval: PING_MS,
-        backoff: { base: 20, cap: 200 },
-        admin: { tokens: [TOKEN] },
-      });
-      grid.handle(Read, ({ key }) => ({ value: `hello ${key} from node ${i}` }), { readOnly: true });
-      grid.handle(Write, () => {
-        writes++;
-        return true;
-      });
-      const server = createHttpServer(nodeApp(adminPageHandler(grid, { path: "/admin", watchIntervalMs: WATCH_MS })));
-      const attached = attachNode(grid, server);
-      await new Promise<void>((resolve) => server.listen(ports[i], HOST, resolve));
-      nodes.push({ host: hosts[i], port: ports[i], grid, server, attached, closed: false });
-    }
+    for (let i = 0; i < 3; i++) nodes.push(await startGridNode(i, ports[i], hosts));
     for (const n of nodes) {
       for (const h of hosts) if (h !== n.host) await n.grid.connection(h).waitForConnect({ timeout: 10_000 });
     }
@@ -125,6 +128,38 @@ describe("admin page in Chromium", () => {
     assert.match(js.headers.get("content-type") ?? "", /javascript/);
     assert.match(await js.text(), /export\{/);
     assert.equal((await fetch(`${base}/nope`)).status, 404);
+  });
+
+  it("shows a host joining and leaving the serving node's list live (setHosts)", { skip }, async () => {
+    const page = await context!.newPage();
+    const consoleErrors: string[] = [];
+    page.on("pageerror", (e) => consoleErrors.push(e.message));
+    await page.goto(`http://${HOST}:${nodes[0].port}/admin#token=${TOKEN}`);
+    await page.waitForFunction(() => document.querySelectorAll('#nodes tr[data-status="up"]').length === 3, null, {
+      timeout: 10_000,
+    });
+    const three = nodes.map((n) => n.host);
+    const port = await freePort();
+    const four = [...three, `ws://${HOST}:${port}`];
+    const extra = await startGridNode(3, port, four);
+    try {
+      nodes[0].grid.setHosts(four);
+      await page.waitForSelector(`#membership li[data-change="joined"][data-host="${extra.host}"]`, { timeout: 10_000 });
+      await page.waitForSelector(`#nodes tr[data-node="${extra.host}"][data-status="up"]`, { timeout: 10_000 });
+      await page.waitForSelector(`#matrix tr[data-from="${nodes[0].host}"] td[data-to="${extra.host}"][data-state="up"]`, {
+        timeout: 10_000,
+      });
+      nodes[0].grid.setHosts(three);
+      await page.waitForSelector(`#membership li[data-change="left"][data-host="${extra.host}"]`, { timeout: 10_000 });
+      await page.waitForFunction((host) => document.querySelector(`#nodes tr[data-node="${host}"]`) === null, extra.host, {
+        timeout: 10_000,
+      });
+      assert.equal(await page.locator("#nodes tbody tr").count(), 3);
+      assert.deepEqual(consoleErrors, []);
+    } finally {
+      await closeNode(extra);
+      await page.close();
+    }
   });
 
   it("shows every node live, runs a read-only call, refuses a write, shows a closed node as down", { skip }, async () => {
