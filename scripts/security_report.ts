@@ -56,6 +56,7 @@ const ORDER = [
   "non-reading-peer",
   "non-reading-admin",
   "impostor-dial",
+  "impostor-silent",
   "forged-during-restart",
   "replay",
   "replay-after-restart",

@@ -457,6 +457,41 @@ describe(`hostile clients against a served node (${RUNTIME})`, () => {
     });
   });
 
+  it("an impostor that accepts a dial and never answers the hello is closed at handshakeTimeout and fails no waiter", TEST, async () => {
+    await scenario("impostor-silent", "Impostor accepting a dial, then silent", { growth: GROWTH_BOUND, closeMs: 4_000 }, async (peak) => {
+      let worst = 0;
+      let closed = 0;
+      let hellos = 0;
+      const conn = target.grid.connection(dialed);
+      const waiter = conn.request("echo", Uint8Array.of(7), { waitForConnect: true, timeout: 30_000 });
+      let real: Node | undefined;
+      const impostor = await serveImpostor(dialed, (s) => {
+        s.binaryType = "arraybuffer";
+        const t0 = performance.now();
+        // Reads the hello and says nothing: no welcome, no close.
+        s.addEventListener("message", (ev) => firstMessage(ev.data).op === OP_HELLO && hellos++);
+        s.addEventListener("close", () => {
+          worst = Math.max(worst, performance.now() - t0);
+          closed++;
+        });
+      });
+      try {
+        await until(() => closed >= 2, "two silent dials closed by the target", 20_000);
+        await peak();
+        assert.ok(hellos >= 2, `the target sent its hello on each dial (${hellos})`);
+        assert.equal(conn.state === "up", false, "no session with a peer that never answered");
+        await impostor.close();
+        real = await startNode(dialed, [target.url, dialed]);
+        real.grid.handle("echo", (req) => req);
+        assert.deepEqual([...await waiter], [7], "the waiting call went through once the real node came");
+      } finally {
+        await impostor.close();
+        await stopNode(real);
+      }
+      return { bytesSent: 0, closeMs: worst };
+    });
+  });
+
   it("forged hellos during a peer's restart never fail the calls waiting for it", TEST, async () => {
     await scenario("forged-during-restart", "Forged hellos during a peer's restart", { growth: GROWTH_BOUND, closeMs: 2_000 }, async (peak) => {
       let node: Node | undefined = await startNode(restarter, [target.url, restarter]);
