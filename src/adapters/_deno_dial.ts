@@ -37,6 +37,12 @@ const MAX_FRAME_BYTES = 100 << 20;
 const MAX_HEAD_BYTES = 16 << 10;
 /** How long `close()` waits for the server's close frame before cutting the connection. */
 const CLOSE_GRACE_MS = 2_000;
+/**
+ * Reads go into a buffer of {@link FIRST_READ_BYTES} that grows, fourfold per read that
+ * filled it, up to {@link READ_BYTES}: an idle connection (pings, the odd request) holds
+ * 4 KiB, not 64, while a stream's reader reaches whole frames per read after two reads.
+ */
+const FIRST_READ_BYTES = 4 << 10;
 const READ_BYTES = 64 << 10;
 
 const encoder = new TextEncoder();
@@ -167,7 +173,8 @@ export class DenoClientSocket implements GridSocket {
    * handled before the first read.
    */
   private async readFrames(conn: DenoConn, first: Uint8Array): Promise<void> {
-    const chunk = new Uint8Array(READ_BYTES);
+    let chunk = new Uint8Array(FIRST_READ_BYTES);
+    let filled = false;
     // The start of a frame not yet read in full, in a buffer of its own (`chunk` is reused).
     let pend = first;
     let pendLen = first.length;
@@ -183,12 +190,15 @@ export class DenoClientSocket implements GridSocket {
         pend.copyWithin(0, at, pendLen);
         pendLen = left;
       } else {
-        if (pend.length < left) pend = new Uint8Array(Math.max(left, READ_BYTES));
+        if (pend.length < left) pend = new Uint8Array(Math.max(left, chunk.length));
         pend.set(buf.subarray(at));
         pendLen = left;
       }
+      // Safe to replace here: what is left of the last read was copied into `pend` above.
+      if (filled && chunk.length < READ_BYTES) chunk = new Uint8Array(Math.min(chunk.length * 4, READ_BYTES));
       const n = await conn.read(chunk);
       if (n === null) return this.finish(1006, "connection ended without a close frame");
+      filled = n === chunk.length;
       if (pendLen === 0) buf = chunk.subarray(0, n);
       else {
         if (pend.length < pendLen + n) {
