@@ -10,7 +10,7 @@
  *   ReadableStream on Node), MB/s and the peak RSS of both processes;
  * - `loaded`: single-request p99 while a stream runs on the same connection vs idle;
  * - `slow`: a slow stream consumer; the writer's RSS;
- * - `lockargs`: the LockArgs codec (binary vs text vs JSON), ns/op and bytes;
+ * - `lockargs`: the LockArgs codec (binary vs text vs JSON, and the floor of its native calls), ns/op and bytes;
  * - `frame`: encode/decode of a 64-request batch frame, ns per message (frame_micro.ts);
  * - `scale`: full mesh of 2, 8, 32 Managers in one process;
  * - `profile`: `node --cpu-prof` of the 64 B, concurrency 64 request loop, top self time.
