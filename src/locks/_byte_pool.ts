@@ -9,8 +9,9 @@
  * much as the whole rest of a ~170-byte lock message's round trip.
  *
  * An encoder writes through one persistent `Uint8Array` over the whole slab
- * ({@link slabBytes}) and makes one view per message ({@link slabView}), so
- * a message costs one typed array, not one plus a view per write.
+ * ({@link slabBytes}) and makes one view per message ({@link slabView}) once
+ * the message is written; where it copies text itself instead of calling
+ * `encodeInto` (JavaScriptCore), that view is the only typed array it makes.
  *
  * The price, as with Node's `Buffer`: a returned array is a view into a
  * shared `ArrayBuffer`. Read it through the view (`byteOffset`/`byteLength`),

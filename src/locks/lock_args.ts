@@ -216,7 +216,7 @@ export function encodeLockArgs(args: LockArgs, limits: LockArgsLimits = LOCK_ARG
   let at = start;
   out[at++] = LOCK_ARGS_VERSION;
   if (header === 6 + count) {
-    // Every varint is one byte, the common case: no loops.
+    // Every varint is one byte, the common case: no varint loops.
     out[at++] = uid.length;
     out[at++] = source.length;
     out[at++] = owner.length;
