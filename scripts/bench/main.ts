@@ -10,7 +10,7 @@
  *   ReadableStream on Node), MB/s and the peak RSS of both processes;
  * - `loaded`: single-request p99 while a stream runs on the same connection vs idle;
  * - `slow`: a slow stream consumer; the writer's RSS;
- * - `lockargs`: the LockArgs codec (binary vs text vs JSON), ns/op and bytes;
+ * - `lockargs`: the LockArgs codec (binary vs text vs JSON, and the floor of its native calls), ns/op and bytes;
  * - `frame`: encode/decode of a 64-request batch frame, ns per message (frame_micro.ts);
  * - `scale`: full mesh of 2, 8, 32 Managers in one process;
  * - `membership`: 8, 32, 64 Managers in one process that start alone and are given the full
@@ -335,7 +335,9 @@ async function main(): Promise<void> {
             const r = await runScript<{ msgpackrNative: boolean; results: LockArgsBenchResult[] }>(
               rt,
               "scripts/bench/lockargs_json.ts",
-              full ? [] : ["--rounds", quick ? "3" : "5", "--round-ms", quick ? "10" : "20", "--warmup-ms", quick ? "30" : "60"],
+              // The script's own defaults (9 rounds of 40 ms) take ~10 s per runtime; shorter
+              // rounds let the machine's noise flip the codec's goals from run to run.
+              quick ? ["--rounds", "3", "--round-ms", "10", "--warmup-ms", "30"] : [],
               [],
               120_000,
             );
