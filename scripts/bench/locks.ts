@@ -33,6 +33,12 @@ const NODE = path.join(ROOT, "node_modules", ".bin", "node");
 const argv = process.argv.slice(2);
 const SECONDS = Number(argv.includes("--seconds") ? argv[argv.indexOf("--seconds") + 1] : 3);
 const JSON_OUT = argv.includes("--json") ? argv[argv.indexOf("--json") + 1] : path.join(ROOT, ".tmp", "bench", "locks.json");
+/** `--systems binary,text,redlock,etcd` (all by default): which systems run. */
+const SYSTEMS = argv.includes("--systems") ? argv[argv.indexOf("--systems") + 1].split(",") : ["binary", "text", "redlock", "etcd"];
+/** `--cases 0,1` (indexes into CASES, all by default): which cases run. */
+const CASE_FILTER = argv.includes("--cases") ? argv[argv.indexOf("--cases") + 1].split(",").map(Number) : undefined;
+/** `--prof DIR`: the lock nodes run under `--cpu-prof` and write their profiles there. */
+const PROF_DIR = argv.includes("--prof") ? path.resolve(argv[argv.indexOf("--prof") + 1]) : undefined;
 
 interface Case {
   name: string;
@@ -54,6 +60,8 @@ interface System {
   name: string;
   reads: boolean;
   acquire(worker: number, resource: string, read: boolean): Promise<() => Promise<void>>;
+  /** Frames and messages the bench client sent and received so far (wsgrid), for the batching note. */
+  frames?(): { messagesOut: number; framesOut: number; messagesIn: number; framesIn: number };
   close(): Promise<void>;
 }
 
@@ -131,7 +139,7 @@ async function wsgrid(codecName: "binary" | "text"): Promise<System> {
   const urls = ports.map((p) => `ws://127.0.0.1:${p}`);
   const lockHosts = urls.slice(0, 3);
   const nodes = await Promise.all(lockHosts.map((local) =>
-    startProc(NODE, ["scripts/bench/lock_node.ts", JSON.stringify({ local, hosts: urls, lockHosts, codec: codecName })], /^READY$/, `lock node ${local}`)
+    startProc(NODE, [...(PROF_DIR === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${PROF_DIR}`]), "scripts/bench/lock_node.ts", JSON.stringify({ local, hosts: urls, lockHosts, codec: codecName })], /^READY$/, `lock node ${local}`)
   ));
   const grid = new Manager({ local: urls[3], hosts: urls, secret: "lock bench secret", backoff: { base: 20, cap: 200 } });
   const server = await serve(grid, { port: ports[3], hostname: "127.0.0.1" });
@@ -156,6 +164,17 @@ async function wsgrid(codecName: "binary" | "text"): Promise<System> {
       await (read ? m.rlock(options) : m.lock(options));
       const held = m;
       return () => held.unlock();
+    },
+    frames() {
+      const t = { messagesOut: 0, framesOut: 0, messagesIn: 0, framesIn: 0 };
+      for (const h of lockHosts) {
+        const st = grid.connection(h).stats();
+        t.messagesOut += st.messagesOut;
+        t.framesOut += st.framesOut;
+        t.messagesIn += st.messagesIn;
+        t.framesIn += st.framesIn;
+      }
+      return t;
     },
     async close() {
       await grid.close();
@@ -262,12 +281,12 @@ async function runCase(system: System, c: Case): Promise<LockBenchRow> {
 async function main(): Promise<void> {
   const rows: LockBenchRow[] = [];
   const skipped: string[] = [];
-  const makers: [string, () => Promise<System | string>][] = [
-    ["wsgrid (lockArgsCodec)", () => wsgrid("binary")],
-    ["wsgrid (text format)", () => wsgrid("text")],
-    ["redlock", redlock],
-    ["etcd", etcd],
-  ];
+  const makers = ([
+    ["binary", "wsgrid (lockArgsCodec)", () => wsgrid("binary")],
+    ["text", "wsgrid (text format)", () => wsgrid("text")],
+    ["redlock", "redlock", redlock],
+    ["etcd", "etcd", etcd],
+  ] as [string, string, () => Promise<System | string>][]).filter(([key]) => SYSTEMS.includes(key)).map(([, label, make]) => [label, make] as const);
   for (const [label, make] of makers) {
     let system: System | string;
     try {
@@ -280,11 +299,16 @@ async function main(): Promise<void> {
       console.error(`lock bench: ${label} skipped: ${system}`);
       continue;
     }
-    for (const c of CASES) {
-      if (c.read && !system.reads) continue;
+    for (const [i, c] of CASES.entries()) {
+      if ((c.read && !system.reads) || (CASE_FILTER !== undefined && !CASE_FILTER.includes(i))) continue;
+      const before = system.frames?.();
       const row = await runCase(system, c);
       rows.push(row);
-      console.error(`lock bench: ${row.system.padEnd(28)} ${row.case.padEnd(28)} ${row.opsPerSec.toFixed(0).padStart(7)}/s  p50 ${row.p50Ms.toFixed(2)} ms  p99 ${row.p99Ms.toFixed(2)} ms  errors ${row.errors}`);
+      const after = system.frames?.();
+      const batching = before === undefined || after === undefined ? "" : `  msgs/frame out ${
+        ((after.messagesOut - before.messagesOut) / Math.max(1, after.framesOut - before.framesOut)).toFixed(1)
+      } in ${((after.messagesIn - before.messagesIn) / Math.max(1, after.framesIn - before.framesIn)).toFixed(1)}`;
+      console.error(`lock bench: ${row.system.padEnd(28)} ${row.case.padEnd(28)} ${row.opsPerSec.toFixed(0).padStart(7)}/s  p50 ${row.p50Ms.toFixed(2)} ms  p99 ${row.p99Ms.toFixed(2)} ms  errors ${row.errors}${batching}`);
     }
     await system.close();
   }
