@@ -7,7 +7,15 @@
  * shared resource at concurrency 1 and 64 (wsgrid only: Redlock and etcd have none).
  * Throughput is acquire+release per second; latency is the acquire's, ms.
  *
- *   node scripts/bench/locks.ts [--seconds 3] [--json .tmp/bench/locks.json]
+ *   node scripts/bench/locks.ts [--seconds 3] [--warmup 1] [--systems binary,text,redlock,etcd]
+ *                               [--cases 0,1,2,3] [--prof DIR] [--json .tmp/bench/locks.json]
+ *
+ * Every system is started first and stays up; each gets an unmeasured warm-up, then the cells
+ * interleave (each case on every system in turn), so the shared machine's load drifts over all
+ * of them alike. Same client process, same concurrency and worker loop for every system.
+ * `--prof DIR` runs the lock nodes under `--cpu-prof` (run this script under `node --cpu-prof`
+ * for the client's side; `node scripts/bench/cpuprofile.ts FILE` sums them). For wsgrid, stderr
+ * also shows messages per frame out of and into the bench client (the grid's batching).
  *
  * Runs under Node 24 (node_modules/.bin/node), as do the lock nodes. A server that is not
  * installed is installed with apt-get when possible; otherwise its rows are skipped with the
@@ -35,6 +43,8 @@ const SECONDS = Number(argv.includes("--seconds") ? argv[argv.indexOf("--seconds
 const JSON_OUT = argv.includes("--json") ? argv[argv.indexOf("--json") + 1] : path.join(ROOT, ".tmp", "bench", "locks.json");
 /** `--systems binary,text,redlock,etcd` (all by default): which systems run. */
 const SYSTEMS = argv.includes("--systems") ? argv[argv.indexOf("--systems") + 1].split(",") : ["binary", "text", "redlock", "etcd"];
+/** `--warmup 1`: seconds of unmeasured uncontended and contended locking per system before the cells. */
+const WARMUP_SECONDS = Number(argv.includes("--warmup") ? argv[argv.indexOf("--warmup") + 1] : Math.min(1, SECONDS / 2));
 /** `--cases 0,1` (indexes into CASES, all by default): which cases run. */
 const CASE_FILTER = argv.includes("--cases") ? argv[argv.indexOf("--cases") + 1].split(",").map(Number) : undefined;
 /** `--prof DIR`: the lock nodes run under `--cpu-prof` and write their profiles there. */
@@ -250,11 +260,11 @@ async function etcd(): Promise<System | string> {
   };
 }
 
-async function runCase(system: System, c: Case): Promise<LockBenchRow> {
+async function runCase(system: System, c: Case, seconds = SECONDS): Promise<LockBenchRow> {
   const latencies: number[] = [];
   let ops = 0;
   let errors = 0;
-  const end = performance.now() + SECONDS * 1_000;
+  const end = performance.now() + seconds * 1_000;
   const worker = async (w: number) => {
     for (let i = 0; performance.now() < end && i < 10_000_000; i++) {
       const resource = c.resources === 0 ? `bench/w${w}` : `bench/shared${(w + i) % c.resources}`;
@@ -287,6 +297,10 @@ async function main(): Promise<void> {
     ["redlock", "redlock", redlock],
     ["etcd", "etcd", etcd],
   ] as [string, string, () => Promise<System | string>][]).filter(([key]) => SYSTEMS.includes(key)).map(([, label, make]) => [label, make] as const);
+  // Every system is up for the whole run and the cells interleave (each case on every system
+  // in turn), so that a change in the shared machine's load hits all of them alike; each system
+  // is warmed up first (JIT of the client and of the lock nodes, sockets, scripts), unmeasured.
+  const systems: System[] = [];
   for (const [label, make] of makers) {
     let system: System | string;
     try {
@@ -299,8 +313,15 @@ async function main(): Promise<void> {
       console.error(`lock bench: ${label} skipped: ${system}`);
       continue;
     }
-    for (const [i, c] of CASES.entries()) {
-      if ((c.read && !system.reads) || (CASE_FILTER !== undefined && !CASE_FILTER.includes(i))) continue;
+    systems.push(system);
+  }
+  for (const system of systems) {
+    for (const c of CASES.slice(0, 2)) await runCase(system, c, WARMUP_SECONDS);
+  }
+  for (const [i, c] of CASES.entries()) {
+    if (CASE_FILTER !== undefined && !CASE_FILTER.includes(i)) continue;
+    for (const system of systems) {
+      if (c.read && !system.reads) continue;
       const before = system.frames?.();
       const row = await runCase(system, c);
       rows.push(row);
@@ -310,8 +331,8 @@ async function main(): Promise<void> {
       } in ${((after.messagesIn - before.messagesIn) / Math.max(1, after.framesIn - before.framesIn)).toFixed(1)}`;
       console.error(`lock bench: ${row.system.padEnd(28)} ${row.case.padEnd(28)} ${row.opsPerSec.toFixed(0).padStart(7)}/s  p50 ${row.p50Ms.toFixed(2)} ms  p99 ${row.p99Ms.toFixed(2)} ms  errors ${row.errors}${batching}`);
     }
-    await system.close();
   }
+  for (const system of systems) await system.close();
   const find = (s: string, c: string) => rows.find((r) => r.system.startsWith(s) && r.case === c);
   const goals: string[] = [];
   const goal = (text: string, ok: boolean | undefined) => goals.push(`${ok === undefined ? "not measured" : ok ? "met" : "NOT met"}: ${text}`);

@@ -163,7 +163,21 @@ export interface LockHold {
    * refresh; `lost` aborts by then at the latest when no refresh got through.
    */
   readonly expiresAt: number;
-  /** Unlocks (`await using hold = await mutex.lock()`). */
+  /**
+   * Unlocks as {@link DistributedLock.unlock} does, so that a hold can be
+   * scoped: `await using hold = await mutex.lock();` releases it when the
+   * block ends, by return or throw. Does nothing when this hold is no longer
+   * the instance's lock (already unlocked or lost; a later hold of the same
+   * instance is left alone).
+   *
+   * @example
+   * ```ts
+   * {
+   *   await using hold = await mutex.lock({ timeout: 1_000 });
+   *   await store.put("key", "value", { token: hold.token, signal: hold.lost });
+   * } // unlocked here
+   * ```
+   */
   [Symbol.asyncDispose](): Promise<void>;
 }
 
