@@ -7,12 +7,12 @@
  * shared resource at concurrency 1 and 64 (wsgrid only: Redlock and etcd have none).
  * Throughput is acquire+release per second; latency is the acquire's, ms.
  *
- *   node scripts/bench/locks.ts [--seconds 3] [--warmup 1] [--systems binary,text,redlock,etcd]
+ *   node scripts/bench/locks.ts [--seconds 3] [--rounds 3] [--warmup 1] [--systems binary,text,redlock,etcd]
  *                               [--cases 0,1,2,3] [--prof DIR] [--json .tmp/bench/locks.json]
  *
  * Every system is started first and stays up; each gets an unmeasured warm-up, then the cells
- * interleave (each case on every system in turn), so the shared machine's load drifts over all
- * of them alike. Same client process, same concurrency and worker loop for every system.
+ * interleave (each case on every system in turn, `--rounds` times), so the shared machine's
+ * load drifts over all of them alike; a row is its cell's median round by throughput. Same client process, same concurrency and worker loop for every system.
  * `--prof DIR` runs the lock nodes under `--cpu-prof` (run this script under `node --cpu-prof`
  * for the client's side; `node scripts/bench/cpuprofile.ts FILE` sums them). For wsgrid, stderr
  * also shows messages per frame out of and into the bench client (the grid's batching).
@@ -43,6 +43,8 @@ const SECONDS = Number(argv.includes("--seconds") ? argv[argv.indexOf("--seconds
 const JSON_OUT = argv.includes("--json") ? argv[argv.indexOf("--json") + 1] : path.join(ROOT, ".tmp", "bench", "locks.json");
 /** `--systems binary,text,redlock,etcd` (all by default): which systems run. */
 const SYSTEMS = argv.includes("--systems") ? argv[argv.indexOf("--systems") + 1].split(",") : ["binary", "text", "redlock", "etcd"];
+/** `--rounds 3`: interleaved rounds of every cell; a row is the median round of its cell (by throughput). */
+const ROUNDS = Math.max(1, Math.floor(Number(argv.includes("--rounds") ? argv[argv.indexOf("--rounds") + 1] : 3)));
 /** `--warmup 1`: seconds of unmeasured uncontended and contended locking per system before the cells. */
 const WARMUP_SECONDS = Number(argv.includes("--warmup") ? argv[argv.indexOf("--warmup") + 1] : Math.min(1, SECONDS / 2));
 /** `--cases 0,1` (indexes into CASES, all by default): which cases run. */
@@ -79,6 +81,8 @@ interface System {
 export interface LocksBenchResult {
   at: string;
   seconds: number;
+  /** Interleaved rounds per cell (absent: 1); each row is its cell's median round. */
+  rounds?: number;
   rows: LockBenchRow[];
   skipped: string[];
   goals: string[];
@@ -92,6 +96,8 @@ export interface LockBenchRow {
   p50Ms: number;
   p99Ms: number;
   errors: number;
+  /** Throughput of every round of the cell, in run order. */
+  roundsOpsPerSec?: number[];
 }
 
 const children = new Set<ChildProcess>();
@@ -318,21 +324,32 @@ async function main(): Promise<void> {
   for (const system of systems) {
     for (const c of CASES.slice(0, 2)) await runCase(system, c, WARMUP_SECONDS);
   }
-  for (const [i, c] of CASES.entries()) {
-    if (CASE_FILTER !== undefined && !CASE_FILTER.includes(i)) continue;
-    for (const system of systems) {
-      if (c.read && !system.reads) continue;
-      const before = system.frames?.();
-      const row = await runCase(system, c);
-      rows.push(row);
-      const after = system.frames?.();
-      const batching = before === undefined || after === undefined ? "" : `  msgs/frame out ${
-        ((after.messagesOut - before.messagesOut) / Math.max(1, after.framesOut - before.framesOut)).toFixed(1)
-      } in ${((after.messagesIn - before.messagesIn) / Math.max(1, after.framesIn - before.framesIn)).toFixed(1)}`;
-      console.error(`lock bench: ${row.system.padEnd(28)} ${row.case.padEnd(28)} ${row.opsPerSec.toFixed(0).padStart(7)}/s  p50 ${row.p50Ms.toFixed(2)} ms  p99 ${row.p99Ms.toFixed(2)} ms  errors ${row.errors}${batching}`);
+  const byCell = new Map<string, LockBenchRow[]>();
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [i, c] of CASES.entries()) {
+      if (CASE_FILTER !== undefined && !CASE_FILTER.includes(i)) continue;
+      for (const system of systems) {
+        if (c.read && !system.reads) continue;
+        const before = system.frames?.();
+        const row = await runCase(system, c);
+        const key = `${system.name}\u0000${c.name}`;
+        byCell.set(key, [...byCell.get(key) ?? [], row]);
+        const after = system.frames?.();
+        const batching = before === undefined || after === undefined ? "" : `  msgs/frame out ${
+          ((after.messagesOut - before.messagesOut) / Math.max(1, after.framesOut - before.framesOut)).toFixed(1)
+        } in ${((after.messagesIn - before.messagesIn) / Math.max(1, after.framesIn - before.framesIn)).toFixed(1)}`;
+        console.error(`lock bench: r${round + 1} ${row.system.padEnd(28)} ${row.case.padEnd(28)} ${row.opsPerSec.toFixed(0).padStart(7)}/s  p50 ${row.p50Ms.toFixed(2)} ms  p99 ${row.p99Ms.toFixed(2)} ms  errors ${row.errors}${batching}`);
+      }
     }
   }
   for (const system of systems) await system.close();
+  for (const runs of byCell.values()) {
+    const median = [...runs].sort((a, b) => a.opsPerSec - b.opsPerSec)[Math.floor((runs.length - 1) / 2)];
+    rows.push({ ...median, roundsOpsPerSec: runs.map((r) => Math.round(r.opsPerSec)) });
+  }
+  for (const r of rows) {
+    console.error(`lock bench: median ${r.system.padEnd(28)} ${r.case.padEnd(28)} ${r.opsPerSec.toFixed(0).padStart(7)}/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  (rounds ${r.roundsOpsPerSec!.join(", ")})`);
+  }
   const find = (s: string, c: string) => rows.find((r) => r.system.startsWith(s) && r.case === c);
   const goals: string[] = [];
   const goal = (text: string, ok: boolean | undefined) => goals.push(`${ok === undefined ? "not measured" : ok ? "met" : "NOT met"}: ${text}`);
@@ -353,7 +370,7 @@ async function main(): Promise<void> {
   const t = find("wsgrid (text format)", CASES[0].name);
   goals.push(`codec end to end: lockArgsCodec ${fmt(ratio(w, t))} the text format's throughput (uncontended write, c=64)`);
   for (const g of goals) console.error(`lock bench: ${g}`);
-  const result: LocksBenchResult = { at: new Date().toISOString(), seconds: SECONDS, rows, skipped, goals };
+  const result: LocksBenchResult = { at: new Date().toISOString(), seconds: SECONDS, rounds: ROUNDS, rows, skipped, goals };
   fs.mkdirSync(path.dirname(JSON_OUT), { recursive: true });
   fs.writeFileSync(JSON_OUT, JSON.stringify(result, null, 2) + "\n");
   // The last line of stdout is the result, for scripts/bench/main.ts.
