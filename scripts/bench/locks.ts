@@ -72,6 +72,8 @@ interface System {
   name: string;
   reads: boolean;
   acquire(worker: number, resource: string, read: boolean): Promise<() => Promise<void>>;
+  /** The server processes (lock nodes, redis-server, etcd), whose CPU time the rows report. */
+  servers: ChildProcess[];
   /** Frames and messages the bench client sent and received so far (wsgrid), for the batching note. */
   frames?(): { messagesOut: number; framesOut: number; messagesIn: number; framesIn: number };
   close(): Promise<void>;
@@ -96,6 +98,13 @@ export interface LockBenchRow {
   p50Ms: number;
   p99Ms: number;
   errors: number;
+  /**
+   * CPU time per acquire+release, µs: of the bench client (the load, the lock client, its
+   * sockets) and of all the server processes together. Less sensitive to the shared machine's
+   * load than ops/s (a descheduled process uses no CPU); `NaN` where /proc is missing.
+   */
+  clientCpuUsPerOp: number;
+  serverCpuUsPerOp: number;
   /** Throughput of every round of the cell, in run order. */
   roundsOpsPerSec?: number[];
 }
@@ -169,6 +178,7 @@ async function wsgrid(codecName: "binary" | "text"): Promise<System> {
   return {
     name: `wsgrid (${codecName === "text" ? "text format" : "lockArgsCodec"})`,
     reads: true,
+    servers: nodes,
     async acquire(worker, resource, read) {
       const key = `${worker}/${resource}`;
       let m = mutexes.get(key);
@@ -214,6 +224,7 @@ async function redlock(): Promise<System | string> {
   return {
     name: "redlock (3 redis-server)",
     reads: false,
+    servers: procs,
     async acquire(_worker, resource) {
       const lock = await rl.acquire([resource], 10_000);
       return async () => {
@@ -243,6 +254,7 @@ async function etcd(): Promise<System | string> {
   return {
     name: "etcd3 lock (etcd, 1 member)",
     reads: false,
+    servers: [proc],
     async acquire(_worker, resource) {
       for (let attempt = 0; attempt < 10_000; attempt++) {
         const lock = etcdClient.lock(resource).ttl(10);
@@ -266,6 +278,24 @@ async function etcd(): Promise<System | string> {
   };
 }
 
+const CLOCK_TICK_US = 1e6 / (Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100);
+
+/** User+system CPU time of the processes, µs (from /proc; `NaN` without it). */
+function cpuOf(children: ChildProcess[]): number {
+  let total = 0;
+  for (const c of children) {
+    try {
+      // Fields after the ")" that ends the command name: state is 3rd, utime 14th, stime 15th.
+      const stat = fs.readFileSync(`/proc/${c.pid}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      total += (Number(f[11]) + Number(f[12])) * CLOCK_TICK_US;
+    } catch {
+      return NaN;
+    }
+  }
+  return total;
+}
+
 async function runCase(system: System, c: Case, seconds = SECONDS): Promise<LockBenchRow> {
   const latencies: number[] = [];
   let ops = 0;
@@ -287,11 +317,24 @@ async function runCase(system: System, c: Case, seconds = SECONDS): Promise<Lock
     }
   };
   const started = performance.now();
+  const client0 = process.cpuUsage();
+  const server0 = cpuOf(system.servers);
   await Promise.all(Array.from({ length: c.concurrency }, (_, w) => worker(w)));
   const secs = (performance.now() - started) / 1_000;
+  const client = process.cpuUsage(client0);
+  const serverUs = cpuOf(system.servers) - server0;
   latencies.sort((a, b) => a - b);
   const q = (p: number) => latencies.length === 0 ? NaN : latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))];
-  return { system: system.name, case: c.name, opsPerSec: ops / secs, p50Ms: q(0.5), p99Ms: q(0.99), errors };
+  return {
+    system: system.name,
+    case: c.name,
+    opsPerSec: ops / secs,
+    p50Ms: q(0.5),
+    p99Ms: q(0.99),
+    errors,
+    clientCpuUsPerOp: (client.user + client.system) / Math.max(1, ops),
+    serverCpuUsPerOp: serverUs / Math.max(1, ops),
+  };
 }
 
 async function main(): Promise<void> {
@@ -338,7 +381,7 @@ async function main(): Promise<void> {
         const batching = before === undefined || after === undefined ? "" : `  msgs/frame out ${
           ((after.messagesOut - before.messagesOut) / Math.max(1, after.framesOut - before.framesOut)).toFixed(1)
         } in ${((after.messagesIn - before.messagesIn) / Math.max(1, after.framesIn - before.framesIn)).toFixed(1)}`;
-        console.error(`lock bench: r${round + 1} ${row.system.padEnd(28)} ${row.case.padEnd(28)} ${row.opsPerSec.toFixed(0).padStart(7)}/s  p50 ${row.p50Ms.toFixed(2)} ms  p99 ${row.p99Ms.toFixed(2)} ms  errors ${row.errors}${batching}`);
+        console.error(`lock bench: r${round + 1} ${row.system.padEnd(28)} ${row.case.padEnd(28)} ${row.opsPerSec.toFixed(0).padStart(7)}/s  p50 ${row.p50Ms.toFixed(2)} ms  p99 ${row.p99Ms.toFixed(2)} ms  errors ${row.errors}  cpu/op client ${row.clientCpuUsPerOp.toFixed(0)} µs servers ${row.serverCpuUsPerOp.toFixed(0)} µs${batching}`);
       }
     }
   }
@@ -348,7 +391,7 @@ async function main(): Promise<void> {
     rows.push({ ...median, roundsOpsPerSec: runs.map((r) => Math.round(r.opsPerSec)) });
   }
   for (const r of rows) {
-    console.error(`lock bench: median ${r.system.padEnd(28)} ${r.case.padEnd(28)} ${r.opsPerSec.toFixed(0).padStart(7)}/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  (rounds ${r.roundsOpsPerSec!.join(", ")})`);
+    console.error(`lock bench: median ${r.system.padEnd(28)} ${r.case.padEnd(28)} ${r.opsPerSec.toFixed(0).padStart(7)}/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  cpu/op client ${r.clientCpuUsPerOp.toFixed(0)} µs servers ${r.serverCpuUsPerOp.toFixed(0)} µs  (rounds ${r.roundsOpsPerSec!.join(", ")})`);
   }
   const find = (s: string, c: string) => rows.find((r) => r.system.startsWith(s) && r.case === c);
   const goals: string[] = [];
