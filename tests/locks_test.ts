@@ -148,6 +148,33 @@ describe("locks: DistributedLock on three nodes", () => {
     for (const n of nodes) assert.equal(locksHeld(n.table), 0);
   });
 
+  it("await using releases the hold at the end of its scope, on every node", TEST, async () => {
+    const { nodes } = await cluster();
+    const a = mutex(nodes[0], ["scoped"]);
+    {
+      await using hold = await a.lock(QUICK);
+      assert.equal(hold.write, true);
+      assert.equal(a.locked, true);
+      assert.ok(nodes.filter((n) => locksHeld(n.table) === 1).length >= 2, "held on a quorum inside the scope");
+    }
+    assert.equal(a.locked, false);
+    for (const n of nodes) assert.equal(locksHeld(n.table), 0);
+    // A read hold too; disposing a hold that was already unlocked leaves the instance's next lock alone.
+    const r = mutex(nodes[1], ["scoped"]);
+    {
+      await using hold = await r.rlock(QUICK);
+      assert.equal(hold.write, false);
+      await r.unlock();
+      const next = await r.rlock(QUICK);
+      await hold[Symbol.asyncDispose]();
+      assert.equal(r.locked, true, "the stale hold's dispose did not unlock the next hold");
+      assert.notEqual(next.uid, hold.uid);
+    }
+    assert.equal(r.locked, true);
+    await r.unlock();
+    for (const n of nodes) assert.equal(locksHeld(n.table), 0);
+  });
+
   it("read locks are shared; a writer waits until every reader is gone", TEST, async () => {
     const { nodes } = await cluster();
     const r1 = mutex(nodes[0], ["bucket/r"]);
@@ -412,6 +439,19 @@ describe("locks: liveness (holes 3 and 6, dsync's)", () => {
     assert.ok(took < 500, `granted after ${Math.round(took)} ms`);
     assert.equal(hold.attempts, 1);
     await m.unlock();
+  });
+
+  it("a holder whose event loop was blocked past its lease loses the lock as soon as it runs again", TEST, async () => {
+    const { nodes } = await cluster({ leaseMs: 400 });
+    const m = new DistributedLock(nodes[0].grid, { resources: ["blocked"], callTimeout: 50 });
+    const hold = await m.lock(QUICK);
+    const until = hold.expiresAt + 50;
+    // A paused process, as a GC pause or SIGSTOP: no timer runs until the lease is over.
+    for (let i = 0; i < 1e9 && performance.now() < until; i++) { /* busy */ }
+    await waitUntil(() => hold.lost.aborted, "lost to abort");
+    assert.equal((hold.lost.reason as GridError).code, "lock-lost");
+    assert.match((hold.lost.reason as GridError).message, /lease ran out/);
+    assert.equal(m.locked, false);
   });
 
   it("a held lock on one node stops refreshing and reports the loss when the grid closes", TEST, async () => {

@@ -19,6 +19,8 @@ const service = registerLockHandlers(grid, {
 });
 const server = await serve(grid, { port: Number(new URL(config.local).port), hostname: "127.0.0.1" });
 process.stdout.write("READY\n");
+// A normal exit, so that `--cpu-prof` (the bench's `--prof`) writes its profile.
+process.on("SIGTERM", () => process.exit(0));
 process.stdin.on("data", () => {});
 process.stdin.on("end", async () => {
   service.stop();

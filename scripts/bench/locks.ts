@@ -7,7 +7,15 @@
  * shared resource at concurrency 1 and 64 (wsgrid only: Redlock and etcd have none).
  * Throughput is acquire+release per second; latency is the acquire's, ms.
  *
- *   node scripts/bench/locks.ts [--seconds 3] [--json .tmp/bench/locks.json]
+ *   node scripts/bench/locks.ts [--seconds 3] [--rounds 3] [--warmup 1] [--systems binary,text,redlock,etcd]
+ *                               [--cases 0,1,2,3] [--prof DIR] [--json .tmp/bench/locks.json]
+ *
+ * Every system is started first and stays up; each gets an unmeasured warm-up, then the cells
+ * interleave (each case on every system in turn, `--rounds` times), so the shared machine's
+ * load drifts over all of them alike; a row is its cell's median round by throughput. Same client process, same concurrency and worker loop for every system.
+ * `--prof DIR` runs the lock nodes under `--cpu-prof` (run this script under `node --cpu-prof`
+ * for the client's side; `node scripts/bench/cpuprofile.ts FILE` sums them). For wsgrid, stderr
+ * also shows messages per frame out of and into the bench client (the grid's batching).
  *
  * Runs under Node 24 (node_modules/.bin/node), as do the lock nodes. A server that is not
  * installed is installed with apt-get when possible; otherwise its rows are skipped with the
@@ -33,6 +41,16 @@ const NODE = path.join(ROOT, "node_modules", ".bin", "node");
 const argv = process.argv.slice(2);
 const SECONDS = Number(argv.includes("--seconds") ? argv[argv.indexOf("--seconds") + 1] : 3);
 const JSON_OUT = argv.includes("--json") ? argv[argv.indexOf("--json") + 1] : path.join(ROOT, ".tmp", "bench", "locks.json");
+/** `--systems binary,text,redlock,etcd` (all by default): which systems run. */
+const SYSTEMS = argv.includes("--systems") ? argv[argv.indexOf("--systems") + 1].split(",") : ["binary", "text", "redlock", "etcd"];
+/** `--rounds 3`: interleaved rounds of every cell; a row is the median round of its cell (by throughput). */
+const ROUNDS = Math.max(1, Math.floor(Number(argv.includes("--rounds") ? argv[argv.indexOf("--rounds") + 1] : 3)));
+/** `--warmup 1`: seconds of unmeasured uncontended and contended locking per system before the cells. */
+const WARMUP_SECONDS = Number(argv.includes("--warmup") ? argv[argv.indexOf("--warmup") + 1] : Math.min(1, SECONDS / 2));
+/** `--cases 0,1` (indexes into CASES, all by default): which cases run. */
+const CASE_FILTER = argv.includes("--cases") ? argv[argv.indexOf("--cases") + 1].split(",").map(Number) : undefined;
+/** `--prof DIR`: the lock nodes run under `--cpu-prof` and write their profiles there. */
+const PROF_DIR = argv.includes("--prof") ? path.resolve(argv[argv.indexOf("--prof") + 1]) : undefined;
 
 interface Case {
   name: string;
@@ -54,6 +72,10 @@ interface System {
   name: string;
   reads: boolean;
   acquire(worker: number, resource: string, read: boolean): Promise<() => Promise<void>>;
+  /** The server processes (lock nodes, redis-server, etcd), whose CPU time the rows report. */
+  servers: ChildProcess[];
+  /** Frames and messages the bench client sent and received so far (wsgrid), for the batching note. */
+  frames?(): { messagesOut: number; framesOut: number; messagesIn: number; framesIn: number };
   close(): Promise<void>;
 }
 
@@ -61,6 +83,8 @@ interface System {
 export interface LocksBenchResult {
   at: string;
   seconds: number;
+  /** Interleaved rounds per cell (absent: 1); each row is its cell's median round. */
+  rounds?: number;
   rows: LockBenchRow[];
   skipped: string[];
   goals: string[];
@@ -74,6 +98,15 @@ export interface LockBenchRow {
   p50Ms: number;
   p99Ms: number;
   errors: number;
+  /**
+   * CPU time per acquire+release, µs: of the bench client (the load, the lock client, its
+   * sockets) and of all the server processes together. Less sensitive to the shared machine's
+   * load than ops/s (a descheduled process uses no CPU); `NaN` where /proc is missing.
+   */
+  clientCpuUsPerOp: number;
+  serverCpuUsPerOp: number;
+  /** Throughput of every round of the cell, in run order. */
+  roundsOpsPerSec?: number[];
 }
 
 const children = new Set<ChildProcess>();
@@ -131,7 +164,7 @@ async function wsgrid(codecName: "binary" | "text"): Promise<System> {
   const urls = ports.map((p) => `ws://127.0.0.1:${p}`);
   const lockHosts = urls.slice(0, 3);
   const nodes = await Promise.all(lockHosts.map((local) =>
-    startProc(NODE, ["scripts/bench/lock_node.ts", JSON.stringify({ local, hosts: urls, lockHosts, codec: codecName })], /^READY$/, `lock node ${local}`)
+    startProc(NODE, [...(PROF_DIR === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${PROF_DIR}`]), "scripts/bench/lock_node.ts", JSON.stringify({ local, hosts: urls, lockHosts, codec: codecName })], /^READY$/, `lock node ${local}`)
   ));
   const grid = new Manager({ local: urls[3], hosts: urls, secret: "lock bench secret", backoff: { base: 20, cap: 200 } });
   const server = await serve(grid, { port: ports[3], hostname: "127.0.0.1" });
@@ -145,6 +178,7 @@ async function wsgrid(codecName: "binary" | "text"): Promise<System> {
   return {
     name: `wsgrid (${codecName === "text" ? "text format" : "lockArgsCodec"})`,
     reads: true,
+    servers: nodes,
     async acquire(worker, resource, read) {
       const key = `${worker}/${resource}`;
       let m = mutexes.get(key);
@@ -156,6 +190,17 @@ async function wsgrid(codecName: "binary" | "text"): Promise<System> {
       await (read ? m.rlock(options) : m.lock(options));
       const held = m;
       return () => held.unlock();
+    },
+    frames() {
+      const t = { messagesOut: 0, framesOut: 0, messagesIn: 0, framesIn: 0 };
+      for (const h of lockHosts) {
+        const st = grid.connection(h).stats();
+        t.messagesOut += st.messagesOut;
+        t.framesOut += st.framesOut;
+        t.messagesIn += st.messagesIn;
+        t.framesIn += st.framesIn;
+      }
+      return t;
     },
     async close() {
       await grid.close();
@@ -179,6 +224,7 @@ async function redlock(): Promise<System | string> {
   return {
     name: "redlock (3 redis-server)",
     reads: false,
+    servers: procs,
     async acquire(_worker, resource) {
       const lock = await rl.acquire([resource], 10_000);
       return async () => {
@@ -208,6 +254,7 @@ async function etcd(): Promise<System | string> {
   return {
     name: "etcd3 lock (etcd, 1 member)",
     reads: false,
+    servers: [proc],
     async acquire(_worker, resource) {
       for (let attempt = 0; attempt < 10_000; attempt++) {
         const lock = etcdClient.lock(resource).ttl(10);
@@ -231,11 +278,29 @@ async function etcd(): Promise<System | string> {
   };
 }
 
-async function runCase(system: System, c: Case): Promise<LockBenchRow> {
+const CLOCK_TICK_US = 1e6 / (Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100);
+
+/** User+system CPU time of the processes, µs (from /proc; `NaN` without it). */
+function cpuOf(children: ChildProcess[]): number {
+  let total = 0;
+  for (const c of children) {
+    try {
+      // Fields after the ")" that ends the command name: state is 3rd, utime 14th, stime 15th.
+      const stat = fs.readFileSync(`/proc/${c.pid}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      total += (Number(f[11]) + Number(f[12])) * CLOCK_TICK_US;
+    } catch {
+      return NaN;
+    }
+  }
+  return total;
+}
+
+async function runCase(system: System, c: Case, seconds = SECONDS): Promise<LockBenchRow> {
   const latencies: number[] = [];
   let ops = 0;
   let errors = 0;
-  const end = performance.now() + SECONDS * 1_000;
+  const end = performance.now() + seconds * 1_000;
   const worker = async (w: number) => {
     for (let i = 0; performance.now() < end && i < 10_000_000; i++) {
       const resource = c.resources === 0 ? `bench/w${w}` : `bench/shared${(w + i) % c.resources}`;
@@ -252,22 +317,39 @@ async function runCase(system: System, c: Case): Promise<LockBenchRow> {
     }
   };
   const started = performance.now();
+  const client0 = process.cpuUsage();
+  const server0 = cpuOf(system.servers);
   await Promise.all(Array.from({ length: c.concurrency }, (_, w) => worker(w)));
   const secs = (performance.now() - started) / 1_000;
+  const client = process.cpuUsage(client0);
+  const serverUs = cpuOf(system.servers) - server0;
   latencies.sort((a, b) => a - b);
   const q = (p: number) => latencies.length === 0 ? NaN : latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))];
-  return { system: system.name, case: c.name, opsPerSec: ops / secs, p50Ms: q(0.5), p99Ms: q(0.99), errors };
+  return {
+    system: system.name,
+    case: c.name,
+    opsPerSec: ops / secs,
+    p50Ms: q(0.5),
+    p99Ms: q(0.99),
+    errors,
+    clientCpuUsPerOp: (client.user + client.system) / Math.max(1, ops),
+    serverCpuUsPerOp: serverUs / Math.max(1, ops),
+  };
 }
 
 async function main(): Promise<void> {
   const rows: LockBenchRow[] = [];
   const skipped: string[] = [];
-  const makers: [string, () => Promise<System | string>][] = [
-    ["wsgrid (lockArgsCodec)", () => wsgrid("binary")],
-    ["wsgrid (text format)", () => wsgrid("text")],
-    ["redlock", redlock],
-    ["etcd", etcd],
-  ];
+  const makers = ([
+    ["binary", "wsgrid (lockArgsCodec)", () => wsgrid("binary")],
+    ["text", "wsgrid (text format)", () => wsgrid("text")],
+    ["redlock", "redlock", redlock],
+    ["etcd", "etcd", etcd],
+  ] as [string, string, () => Promise<System | string>][]).filter(([key]) => SYSTEMS.includes(key)).map(([, label, make]) => [label, make] as const);
+  // Every system is up for the whole run and the cells interleave (each case on every system
+  // in turn), so that a change in the shared machine's load hits all of them alike; each system
+  // is warmed up first (JIT of the client and of the lock nodes, sockets, scripts), unmeasured.
+  const systems: System[] = [];
   for (const [label, make] of makers) {
     let system: System | string;
     try {
@@ -280,13 +362,36 @@ async function main(): Promise<void> {
       console.error(`lock bench: ${label} skipped: ${system}`);
       continue;
     }
-    for (const c of CASES) {
-      if (c.read && !system.reads) continue;
-      const row = await runCase(system, c);
-      rows.push(row);
-      console.error(`lock bench: ${row.system.padEnd(28)} ${row.case.padEnd(28)} ${row.opsPerSec.toFixed(0).padStart(7)}/s  p50 ${row.p50Ms.toFixed(2)} ms  p99 ${row.p99Ms.toFixed(2)} ms  errors ${row.errors}`);
+    systems.push(system);
+  }
+  for (const system of systems) {
+    for (const c of CASES.slice(0, 2)) await runCase(system, c, WARMUP_SECONDS);
+  }
+  const byCell = new Map<string, LockBenchRow[]>();
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [i, c] of CASES.entries()) {
+      if (CASE_FILTER !== undefined && !CASE_FILTER.includes(i)) continue;
+      for (const system of systems) {
+        if (c.read && !system.reads) continue;
+        const before = system.frames?.();
+        const row = await runCase(system, c);
+        const key = `${system.name}\u0000${c.name}`;
+        byCell.set(key, [...byCell.get(key) ?? [], row]);
+        const after = system.frames?.();
+        const batching = before === undefined || after === undefined ? "" : `  msgs/frame out ${
+          ((after.messagesOut - before.messagesOut) / Math.max(1, after.framesOut - before.framesOut)).toFixed(1)
+        } in ${((after.messagesIn - before.messagesIn) / Math.max(1, after.framesIn - before.framesIn)).toFixed(1)}`;
+        console.error(`lock bench: r${round + 1} ${row.system.padEnd(28)} ${row.case.padEnd(28)} ${row.opsPerSec.toFixed(0).padStart(7)}/s  p50 ${row.p50Ms.toFixed(2)} ms  p99 ${row.p99Ms.toFixed(2)} ms  errors ${row.errors}  cpu/op client ${row.clientCpuUsPerOp.toFixed(0)} µs servers ${row.serverCpuUsPerOp.toFixed(0)} µs${batching}`);
+      }
     }
-    await system.close();
+  }
+  for (const system of systems) await system.close();
+  for (const runs of byCell.values()) {
+    const median = [...runs].sort((a, b) => a.opsPerSec - b.opsPerSec)[Math.floor((runs.length - 1) / 2)];
+    rows.push({ ...median, roundsOpsPerSec: runs.map((r) => Math.round(r.opsPerSec)) });
+  }
+  for (const r of rows) {
+    console.error(`lock bench: median ${r.system.padEnd(28)} ${r.case.padEnd(28)} ${r.opsPerSec.toFixed(0).padStart(7)}/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  cpu/op client ${r.clientCpuUsPerOp.toFixed(0)} µs servers ${r.serverCpuUsPerOp.toFixed(0)} µs  (rounds ${r.roundsOpsPerSec!.join(", ")})`);
   }
   const find = (s: string, c: string) => rows.find((r) => r.system.startsWith(s) && r.case === c);
   const goals: string[] = [];
@@ -308,7 +413,7 @@ async function main(): Promise<void> {
   const t = find("wsgrid (text format)", CASES[0].name);
   goals.push(`codec end to end: lockArgsCodec ${fmt(ratio(w, t))} the text format's throughput (uncontended write, c=64)`);
   for (const g of goals) console.error(`lock bench: ${g}`);
-  const result: LocksBenchResult = { at: new Date().toISOString(), seconds: SECONDS, rows, skipped, goals };
+  const result: LocksBenchResult = { at: new Date().toISOString(), seconds: SECONDS, rounds: ROUNDS, rows, skipped, goals };
   fs.mkdirSync(path.dirname(JSON_OUT), { recursive: true });
   fs.writeFileSync(JSON_OUT, JSON.stringify(result, null, 2) + "\n");
   // The last line of stdout is the result, for scripts/bench/main.ts.

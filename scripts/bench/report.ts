@@ -458,12 +458,24 @@ export function renderMarkdown(res: Results): string {
       L.push(`Failed: ${res.locks.error}`);
     } else {
       const lk = res.locks;
-      L.push(`${lk.seconds} s per cell, one run.`);
+      const rounds = lk.rounds ?? 1;
+      L.push(rounds === 1
+        ? `${lk.seconds} s per cell, one run.`
+        : `${lk.seconds} s per cell; every system up for the whole run, each warmed up unmeasured, then ${rounds} interleaved rounds (each case on every system in turn); a row is its cell's median round by throughput (all rounds' ops/s in the last column).`);
       L.push("");
       L.push(table(
-        ["system", "case", "ops/s", "p50 ms", "p99 ms", "errors"],
-        lk.rows.map((r) => [r.system, r.case, fmtInt(r.opsPerSec), r.p50Ms.toFixed(2), r.p99Ms.toFixed(2), String(r.errors)]),
-        [2, 3, 4, 5],
+        ["system", "case", "ops/s", "p50 ms", "p99 ms", "errors", "CPU µs/op client + servers", "rounds, ops/s"],
+        lk.rows.map((r) => [
+          r.system,
+          r.case,
+          fmtInt(r.opsPerSec),
+          r.p50Ms.toFixed(2),
+          r.p99Ms.toFixed(2),
+          String(r.errors),
+          r.clientCpuUsPerOp === undefined ? "n/a" : `${r.clientCpuUsPerOp.toFixed(0)} + ${r.serverCpuUsPerOp.toFixed(0)}`,
+          (r.roundsOpsPerSec ?? [r.opsPerSec]).map(fmtInt).join(", "),
+        ]),
+        [2, 3, 4, 5, 6],
       ));
       L.push("");
       for (const s of lk.skipped) L.push(`- ${s}`);

@@ -35,7 +35,6 @@ import type { Manager } from "../manager.ts";
 import { type LockArgs, type LockArgsCodec, lockArgsCodec } from "./lock_args.ts";
 import type { LockTable } from "./lock_table.ts";
 import { LOCK_HANDLERS, localLockTable } from "./server.ts";
-import { gridClosed, onGridClose } from "./_grid_close.ts";
 import { decodeReply, encodeFence, GRANTED, type LockReply } from "./_lock_reply.ts";
 import { enter, leave, queueKey } from "./_local_queue.ts";
 
@@ -164,7 +163,21 @@ export interface LockHold {
    * refresh; `lost` aborts by then at the latest when no refresh got through.
    */
   readonly expiresAt: number;
-  /** Unlocks (`await using hold = await mutex.lock()`). */
+  /**
+   * Unlocks as {@link DistributedLock.unlock} does, so that a hold can be
+   * scoped: `await using hold = await mutex.lock();` releases it when the
+   * block ends, by return or throw. Does nothing when this hold is no longer
+   * the instance's lock (already unlocked or lost; a later hold of the same
+   * instance is left alone).
+   *
+   * @example
+   * ```ts
+   * {
+   *   await using hold = await mutex.lock({ timeout: 1_000 });
+   *   await store.put("key", "value", { token: hold.token, signal: hold.lost });
+   * } // unlocked here
+   * ```
+   */
   [Symbol.asyncDispose](): Promise<void>;
 }
 
@@ -223,13 +236,46 @@ interface Held {
   hold: LockHold;
   args: LockArgs;
   bytes: Uint8Array;
-  controller: AbortController;
+  /** Made when `lost` is first read or aborted: most holds never need one. */
+  controller: AbortController | undefined;
   expiresAt: number;
   refreshEvery: number;
   refreshTimeout: number;
+  /** The next refresh; it fires before `expiresAt`, and a late one (a paused process) loses the lock. */
   timer: ReturnType<typeof setTimeout> | undefined;
+  /** Armed only while a refresh round is in flight: `lost` at `expiresAt` if it has not settled. */
   lapse: ReturnType<typeof setTimeout> | undefined;
   unhook: () => void;
+}
+
+const NOOP = (): void => {};
+/** Per grid, what its close stops: held locks' timers, background unlock retries. */
+const closeHooks = new WeakMap<Manager, Set<() => void>>();
+
+/**
+ * Calls `hook` when `grid` closes (at once when it is closed): one listener on
+ * `grid.signal` per grid, so a hold costs a set entry, not an event listener.
+ *
+ * @returns what unregisters the hook
+ */
+function onGridClose(grid: Manager, hook: () => void): () => void {
+  if (grid.signal.aborted) {
+    hook();
+    return NOOP;
+  }
+  let hooks = closeHooks.get(grid);
+  if (hooks === undefined) {
+    const created = new Set<() => void>();
+    hooks = created;
+    closeHooks.set(grid, created);
+    grid.signal.addEventListener("abort", () => {
+      for (const h of [...created]) h();
+      created.clear();
+    }, { once: true });
+  }
+  const set = hooks;
+  set.add(hook);
+  return () => set.delete(hook);
 }
 
 /**
@@ -386,6 +432,7 @@ export class DistributedLock {
     if (held.lapse !== undefined) clearTimeout(held.lapse);
     held.timer = held.lapse = undefined;
     held.unhook();
+    held.unhook = NOOP;
     if (held.hold.write) leave(this.grid, this.queueKey);
   }
 
@@ -409,14 +456,15 @@ export class DistributedLock {
     let holding = false;
     try {
       if (write) {
-        queued = await enter(this.grid, this.queueKey, timeout, signal);
+        const turn = enter(this.grid, this.queueKey, timeout, signal);
+        queued = turn === true || await turn;
         if (!queued) {
           throw new TimeoutError(`Cannot lock ${this.describe()}: still behind other holders of this process after ${timeout} ms`);
         }
       }
       for (;;) {
         signal?.throwIfAborted();
-        if (gridClosed(this.grid)) throw new GridError("closed", `Cannot lock ${this.describe()}: the grid is closed`);
+        if (this.grid.signal.aborted) throw new GridError("closed", `Cannot lock ${this.describe()}: the grid is closed`);
         attempts++;
         const args: LockArgs = {
           uid: crypto.randomUUID(),
@@ -470,7 +518,6 @@ export class DistributedLock {
     budget: number,
     signal: AbortSignal | undefined,
   ): Promise<Attempt> {
-    const controller = new AbortController();
     const sentAt = performance.now();
     const end = sentAt + budget;
     const n = this.hosts.length;
@@ -488,29 +535,35 @@ export class DistributedLock {
       done = true;
       finish(outcome);
     };
+    // Every per-node call is bounded by `budget` and gets the caller's signal, so the calls
+    // themselves end the attempt in time: no timer or controller of its own (one fewer of each
+    // per acquire). A local call answers at once; the listener covers an abort while only it
+    // and calls already failed are in.
     const onAbort = () => settle({ ok: false, why: "aborted" });
-    const timer = setTimeout(() => settle({ ok: false, why: `attempt timed out after ${Math.round(budget)} ms (${why()})` }), budget);
     signal?.addEventListener("abort", onAbort, { once: true });
-    const requestSignal = signal === undefined ? controller.signal : AbortSignal.any([controller.signal, signal]);
-    this.hosts.forEach((host, i) => {
-      void this.call(host, write ? "lock" : "rlock", args, bytes, budget, requestSignal).then((r) => {
-        replies[i] = r;
-        if (done) return;
-        if (r instanceof Error) failed++;
-        else if (r.status === GRANTED) {
-          granted++;
-          grants.push(r);
-        } else refused++;
-        if (granted >= quorum) settle({ ok: true, sentAt, grants: [...grants], replies, end });
-        else if (refused + failed > n - quorum) settle({ ok: false, why: why() });
-      });
-    });
+    const op = write ? "lock" : "rlock";
+    const onReply = (i: number, r: Reply) => {
+      replies[i] = r;
+      if (done) return;
+      if (r instanceof Error) failed++;
+      else if (r.status === GRANTED) {
+        granted++;
+        grants.push(r);
+      } else refused++;
+      if (granted >= quorum) settle({ ok: true, sentAt, grants: grants.slice(), replies, end });
+      else if (refused + failed > n - quorum) {
+        settle({ ok: false, why: r instanceof TimeoutError ? `attempt timed out after ${Math.round(budget)} ms (${why()})` : why() });
+      }
+    };
+    for (let i = 0; i < n; i++) {
+      const host = this.hosts[i];
+      if (host === this.grid.local) onReply(i, this.callLocal(op, args));
+      else void this.callRemote(host, op, bytes, budget, signal).then((r) => onReply(i, r));
+    }
     let outcome = await settled;
-    clearTimeout(timer);
     signal?.removeEventListener("abort", onAbort);
-    if (outcome.ok && write) outcome = await this.fence(args, bytes, quorum, outcome, requestSignal, why);
+    if (outcome.ok && write) outcome = await this.fence(args, bytes, quorum, outcome, signal, why);
     if (!outcome.ok || signal?.aborted) {
-      controller.abort(new GridError("lock-abandoned", "Lock attempt abandoned"));
       // Refused nodes hold nothing; every other may (a call in flight can still be granted).
       const release = this.hosts.filter((_, i) => {
         const r = replies[i];
@@ -533,7 +586,7 @@ export class DistributedLock {
     bytes: Uint8Array,
     quorum: number,
     outcome: Granted,
-    signal: AbortSignal,
+    signal: AbortSignal | undefined,
     why: () => string,
   ): Promise<Attempt> {
     const token = Math.max(...outcome.grants.map((g) => g.token));
@@ -549,7 +602,7 @@ export class DistributedLock {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const ok = await new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(false), budget);
-      signal.addEventListener("abort", () => resolve(false), { once: true });
+      signal?.addEventListener("abort", () => resolve(false), { once: true });
       for (const host of granting) {
         void this.fenceOne(host, args, token, payload, budget, signal).then((yes) => {
           if (yes) confirmed++;
@@ -570,7 +623,7 @@ export class DistributedLock {
     token: number,
     payload: Uint8Array,
     timeout: number,
-    signal: AbortSignal,
+    signal: AbortSignal | undefined,
   ): Promise<boolean> {
     if (host === this.grid.local) return this.table!.fence(args, token);
     try {
@@ -605,13 +658,12 @@ export class DistributedLock {
       void this.release(write, args, bytes, this.hosts, this.callTimeout);
       return undefined;
     }
-    const controller = new AbortController();
     const token = outcome.token ?? Math.max(...outcome.grants.map((g) => g.token));
     const held: Held = {
       hold: undefined as unknown as LockHold,
       args,
       bytes,
-      controller,
+      controller: undefined,
       expiresAt,
       refreshEvery,
       refreshTimeout,
@@ -622,7 +674,9 @@ export class DistributedLock {
     const hold: LockHold = {
       uid: args.uid,
       write,
-      lost: controller.signal,
+      get lost() {
+        return (held.controller ??= new AbortController()).signal;
+      },
       attempts,
       waitedMs: performance.now() - started,
       token,
@@ -638,21 +692,25 @@ export class DistributedLock {
     return hold;
   }
 
-  /** Arms the next refresh (from the send time of the last confirmed round) and the lapse at `expiresAt`. */
+  /**
+   * Arms the next refresh, from the send time of the last confirmed round. It
+   * is due before `expiresAt` (`refreshInterval + callTimeout < lease`); the
+   * lapse at `expiresAt` is armed by the refresh round itself, and a refresh
+   * that fires at or past `expiresAt` (the process was paused) loses the
+   * lock at once: one timer per hold between rounds, not two.
+   */
   private arm(held: Held, sentAt: number): void {
-    const now = performance.now();
-    held.timer = setTimeout(() => void this.refresh(held), Math.max(0, sentAt + held.refreshEvery - now));
-    if (held.lapse !== undefined) clearTimeout(held.lapse);
-    held.lapse = setTimeout(
-      () => this.lose(held, `its lease ran out at ${Math.round(held.expiresAt)} with no refresh confirmed by a quorum`, true),
-      Math.max(0, held.expiresAt - now),
-    );
+    held.timer = setTimeout(() => void this.refresh(held), Math.max(0, sentAt + held.refreshEvery - performance.now()));
   }
 
-  /** Refreshes `held` on every node; settles at a quorum; below it, loses the lock. */
+  /** Refreshes `held` on every node; settles at a quorum; below it, or past `expiresAt`, loses the lock. */
   private async refresh(held: Held): Promise<void> {
     held.timer = undefined;
     if (this.held !== held) return;
+    const lapsed = () => this.lose(held, `its lease ran out at ${Math.round(held.expiresAt)} with no refresh confirmed by a quorum`, true);
+    const left = held.expiresAt - performance.now();
+    if (left <= 0) return lapsed();
+    held.lapse = setTimeout(lapsed, left);
     const quorum = held.hold.write ? this.writeQuorum : this.readQuorum;
     const sentAt = performance.now();
     const n = this.hosts.length;
@@ -672,6 +730,8 @@ export class DistributedLock {
       }
     });
     if (this.held !== held) return;
+    clearTimeout(held.lapse);
+    held.lapse = undefined;
     if (confirmed >= quorum) {
       held.expiresAt = Math.max(held.expiresAt, sentAt + lease);
       this.arm(held, sentAt);
@@ -684,7 +744,7 @@ export class DistributedLock {
   private lose(held: Held, why: string, release: boolean): void {
     if (this.held !== held) return;
     this.drop(held);
-    held.controller.abort(new GridError("lock-lost", `Lock lost on ${this.describe()}: ${why}`));
+    (held.controller ??= new AbortController()).abort(new GridError("lock-lost", `Lock lost on ${this.describe()}: ${why}`));
     if (release) void this.release(held.hold.write, held.args, held.bytes, this.hosts, this.callTimeout);
   }
 
@@ -703,7 +763,7 @@ export class DistributedLock {
     const op = write ? "unlock" : "runlock";
     const first = await Promise.all(hosts.map((h) => this.call(h, op, args, bytes, timeout, undefined)));
     const failed = hosts.filter((_, i) => first[i] instanceof Error);
-    if (failed.length === 0 || gridClosed(this.grid)) return;
+    if (failed.length === 0 || this.grid.signal.aborted) return;
     const stats = statsOf(this.grid);
     const until = performance.now() + this.unlockRetryMs;
     for (const host of failed) {
@@ -744,7 +804,7 @@ export class DistributedLock {
   }
 
   /** One call to one node; never rejects. */
-  private async call(
+  private call(
     host: string,
     op: Op,
     args: LockArgs,
@@ -752,16 +812,23 @@ export class DistributedLock {
     timeout: number,
     signal: AbortSignal | undefined,
   ): Promise<Reply> {
-    if (host === this.grid.local) {
-      const table = this.table!;
-      try {
-        const ok = table[op](args);
-        const token = ok && (op === "lock" || op === "rlock") ? table.tokenOf(args.uid) : 0;
-        return { status: ok ? GRANTED : table.recovering && (op === "lock" || op === "rlock") ? 2 : 0, leaseMs: table.leaseMs, token };
-      } catch (e) {
-        return e instanceof Error ? e : new Error(String(e));
-      }
+    return host === this.grid.local ? Promise.resolve(this.callLocal(op, args)) : this.callRemote(host, op, bytes, timeout, signal);
+  }
+
+  /** One call to the local node's table. */
+  private callLocal(op: Op, args: LockArgs): Reply {
+    const table = this.table!;
+    try {
+      const ok = table[op](args);
+      const token = ok && (op === "lock" || op === "rlock") ? table.tokenOf(args.uid) : 0;
+      return { status: ok ? GRANTED : table.recovering && (op === "lock" || op === "rlock") ? 2 : 0, leaseMs: table.leaseMs, token };
+    } catch (e) {
+      return e instanceof Error ? e : new Error(String(e));
     }
+  }
+
+  /** One call to a remote node; never rejects. */
+  private async callRemote(host: string, op: Op, bytes: Uint8Array, timeout: number, signal: AbortSignal | undefined): Promise<Reply> {
     try {
       const res = await this.grid.connection(host).request(LOCK_HANDLERS[op], bytes, { timeout, signal });
       return decodeReply(res) ?? new Error(`Cannot read the reply of ${host}: ${res.length} bytes`);

@@ -327,7 +327,7 @@ export class LockTable {
       const held = this.byResource.get(resource);
       if (held === undefined) {
         this.byResource.set(resource, [this.addEntry(args, resource, false, token)]);
-      } else if (!held.some((e) => e.uid === args.uid && e.owner === args.owner)) {
+      } else if (this.entryOf(args, resource, false) === undefined) {
         held.push(this.addEntry(args, resource, false, token));
       }
     }
@@ -534,14 +534,29 @@ export class LockTable {
     for (const resource of args.resources) {
       const held = this.byResource.get(resource);
       if (held === undefined || held[0].writer !== writer) continue;
-      const index = held.findIndex((e) => e.uid === args.uid && e.owner === args.owner);
-      if (index < 0) continue;
-      const [entry] = held.splice(index, 1);
-      if (held.length === 0) this.byResource.delete(resource);
+      const entry = this.entryOf(args, resource, writer);
+      if (entry === undefined) continue;
+      if (held.length === 1) this.byResource.delete(resource);
+      else held.splice(held.indexOf(entry), 1);
       this.dropEntry(entry, false);
       released = true;
     }
     return released;
+  }
+
+  /**
+   * The lock of `args.uid` and `args.owner` on `resource`, if any: looked up
+   * among the uid's own locks (usually one), not among every reader of the
+   * resource (64 readers of one resource made each read lock and unlock scan
+   * 64 entries).
+   */
+  private entryOf(args: LockArgs, resource: string, writer: boolean): LockEntry | undefined {
+    const locks = this.byUid.get(args.uid);
+    if (locks === undefined) return undefined;
+    for (const entry of locks.entries) {
+      if (entry.resource === resource && entry.owner === args.owner && entry.writer === writer) return entry;
+    }
+    return undefined;
   }
 
   /** Records a new lock of `args.uid` on `resource`; the caller puts it on the resource. */

@@ -5,13 +5,15 @@
  * - {@link LockArgs} and {@link lockArgsCodec}: the argument of every lock
  *   call, in a compact binary format (no text scanning).
  * - {@link LockTable}: the locks of one node.
- * - {@link registerLockHandlers}: serves a table on a node (`lock.lock`,
- *   `lock.unlock`, `lock.rlock`, `lock.runlock`, `lock.refresh`,
- *   `lock.forceUnlock`, readOnly `lock.stats`) and expires stale locks.
+ * - {@link registerLockHandlers}: serves a table on a node (`lock.v2.lock`,
+ *   `lock.v2.unlock`, `lock.v2.rlock`, `lock.v2.runlock`, `lock.v2.refresh`,
+ *   `lock.v2.fence`, `lock.v2.maxToken`, `lock.v2.forceUnlock`, readOnly
+ *   `lock.stats`) and expires stale locks.
  * - {@link DistributedLock}: takes a write lock on `n/2 + 1` nodes or a read
  *   lock on `n - n/2`, returning at a quorum of grants; hands out a fencing
  *   `token` and the lease's `expiresAt`; refreshes on the lease the nodes
- *   decide and aborts the holder's `lost` signal when the quorum is gone.
+ *   decide and aborts the holder's `lost` signal when the quorum is gone; a
+ *   hold is `AsyncDisposable` (`await using hold = await mutex.lock()`).
  *   docs/LOCKS.md has the guarantees and the fencing argument.
  *
  * @example

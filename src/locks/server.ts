@@ -22,7 +22,6 @@ import type { Manager } from "../manager.ts";
 import type { CallContext } from "../types.ts";
 import { type LockArgs, type LockArgsCodec, lockArgsCodec } from "./lock_args.ts";
 import { LockTable, type LockTableStats } from "./lock_table.ts";
-import { onGridClose } from "./_grid_close.ts";
 import { decodeFence, decodeReply, encodeReply, GRANTED, RECOVERING, REFUSED } from "./_lock_reply.ts";
 
 /**
@@ -179,9 +178,9 @@ export function localLockTable(grid: Manager): LockTable | undefined {
  * on `grid`, recovers the fencing-token floor from the peers, and starts the
  * sweep of expired locks.
  *
- * The sweep timer and recovery stop with `grid.close()` (the grid's `close`
- * is wrapped on this instance) or with the returned `stop()`, so they never
- * keep a process alive once the grid is closed.
+ * The sweep timer and recovery stop with `grid.close()` (when `grid.signal`
+ * aborts) or with the returned `stop()`, so they never keep a process alive
+ * once the grid is closed.
  *
  * @param grid the node that serves the locks
  * @param options table, lease, sweep interval, peers
@@ -239,7 +238,8 @@ export function registerLockHandlers(grid: Manager, options: LockServerOptions =
     clearInterval(timer);
     timer = undefined;
   };
-  onGridClose(grid, stop);
+  if (grid.signal.aborted) stop();
+  else grid.signal.addEventListener("abort", stop, { once: true });
   const ready = peers.length === 0 ? Promise.resolve() : recover(grid, table, peers, recovery.signal, () => stopped);
   // A caller that never awaits `ready` must not see an unhandled rejection on close.
   ready.catch(() => {});
