@@ -22,6 +22,15 @@ export * from "./src/types.ts";
 export { Manager, type AdminOptions, type GridEventDetail, type ManagerOptions } from "./src/manager.ts";
 export { Connection, type ConnectionState } from "./src/connection.ts";
 export { shouldDial } from "./src/dial_rule.ts";
+export type {
+  CallOutcome,
+  IncomingCall,
+  IncomingInterceptor,
+  InterceptedCall,
+  Interceptor,
+  OutgoingCall,
+  OutgoingInterceptor,
+} from "./src/interceptors.ts";
 export {
   defineSingle,
   defineStream,

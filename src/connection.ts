@@ -14,9 +14,11 @@ import {
 } from "./errors.ts";
 import type { SingleDefinition, StreamDefinition } from "./handlers/define.ts";
 import type { HandlerRegistry } from "./handlers/registry.ts";
+import type { CallObserver, IncomingInterceptor, OutgoingInterceptor } from "./interceptors.ts";
 import type { Link } from "./link.ts";
 import { MuxCallee } from "./mux/callee.ts";
 import { downError, MuxCaller } from "./mux/caller.ts";
+import { needsOutgoing, outgoingCall } from "./mux/outgoing.ts";
 import { callTimeout, timeLeft } from "./mux/wire.ts";
 import type { Message } from "./protocol/frame.ts";
 import { dial, type DialCredentials, type PeerLimits } from "./auth/dialer.ts";
@@ -55,6 +57,9 @@ export interface ConnectionOwner {
   readonly settings: ConnectionSettings;
   readonly registry: HandlerRegistry;
   readonly handlerStats: HandlerStatsTable;
+  /** Interceptors of the calls this side serves and makes, outermost first (live arrays). */
+  readonly incoming: readonly IncomingInterceptor[];
+  readonly outgoing: readonly OutgoingInterceptor[];
   /** How this side proves who it is when it dials. */
   readonly credentials: DialCredentials;
   /**
@@ -143,6 +148,7 @@ export class Connection {
       readOnly,
       registry: owner.registry,
       handlerStats: owner.handlerStats,
+      incoming: owner.incoming,
     });
   }
 
@@ -231,6 +237,14 @@ export class Connection {
 
   /** @internal The bytes-level request of the typed-call layer. */
   requestBytes(name: string, payload: Uint8Array, options: CallOptions | undefined): Promise<Uint8Array> {
+    const chain = this.owner.outgoing;
+    if (!needsOutgoing(options, chain)) return this.sendRequest(name, payload, options, null);
+    const timeout = this.owner.settings.requestTimeout;
+    return outgoingCall("request", this.remote, name, options, chain, timeout, (o, meta) => this.sendRequest(name, payload, o, meta));
+  }
+
+  /** Sends a request whose options are resolved; `meta` is its encoded metadata section. */
+  private sendRequest(name: string, payload: Uint8Array, options: CallOptions | undefined, meta: Uint8Array | null): Promise<Uint8Array> {
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(abortReason(signal));
     let timeout: number;
@@ -246,11 +260,11 @@ export class Connection {
       const big = this.tooLarge("request", name, payload);
       if (big !== null) return Promise.reject(big);
       const room = link.room(payload.length, timeout, signal, what);
-      if (room === undefined) return this.caller.request(link, name, subroute, payload, timeout, signal);
+      if (room === undefined) return this.caller.request(link, name, subroute, payload, timeout, signal, meta);
       const started = performance.now();
       return room.then(() => {
         const link = this.upLink();
-        return this.caller.request(link, name, subroute, payload, timeLeft(timeout, performance.now() - started), signal);
+        return this.caller.request(link, name, subroute, payload, timeLeft(timeout, performance.now() - started), signal, meta);
       });
     }
     const refusal = this.refusal(options);
@@ -265,16 +279,25 @@ export class Connection {
         await room;
         link = this.upLink();
       }
-      return this.caller.request(link, name, subroute, payload, timeLeft(timeout, performance.now() - started), signal);
+      return this.caller.request(link, name, subroute, payload, timeLeft(timeout, performance.now() - started), signal, meta);
     });
   }
 
   /** @internal The bytes-level stream open of the typed-call layer. */
-  async openBytes(
+  openBytes(name: string, payload: Uint8Array, options: CallOptions | undefined, codecs: CallCodecs): Promise<Stream<unknown, unknown>> {
+    const chain = this.owner.outgoing;
+    if (!needsOutgoing(options, chain)) return this.sendStream(name, payload, options, codecs, null, null);
+    return outgoingCall("stream", this.remote, name, options, chain, Infinity, (o, meta, observer) => this.sendStream(name, payload, o, codecs, meta, observer));
+  }
+
+  /** Opens a stream whose options are resolved; `meta` as for sendRequest, `observer` its interceptors' listeners. */
+  private async sendStream(
     name: string,
     payload: Uint8Array,
     options: CallOptions | undefined,
     codecs: CallCodecs,
+    meta: Uint8Array | null,
+    observer: CallObserver | null,
   ): Promise<Stream<unknown, unknown>> {
     const signal = options?.signal;
     if (signal?.aborted) throw abortReason(signal);
@@ -298,7 +321,7 @@ export class Connection {
       timeout = timeLeft(timeout, performance.now() - started);
     }
     const t = timeout === Infinity ? undefined : timeout;
-    return await this.caller.openStream(link, name, options?.subroute ?? "", payload, t, signal, codecs);
+    return await this.caller.openStream(link, name, options?.subroute ?? "", payload, t, signal, codecs, meta, observer);
   }
 
   /** The current link, or DisconnectedError when it dropped (between a wait and its send). */

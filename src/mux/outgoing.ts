@@ -1,0 +1,133 @@
+/**
+ * The path of a call made with metadata, a `parent`, or outgoing interceptors
+ * installed: it resolves the parent's deadline, signal and trace context into
+ * the call's options, runs the interceptors, and encodes the metadata last
+ * (so that what interceptors add is within the limit too). Calls with none of
+ * these never come here.
+ *
+ * @module
+ */
+import { TimeoutError } from "../errors.ts";
+import { CallListeners, type CallObserver, type OutgoingCall, type OutgoingInterceptor, runChain } from "../interceptors.ts";
+import { copyMetadata, encodeMetadata } from "../protocol/metadata.ts";
+import { abortReason } from "../stream/caller_stream.ts";
+import type { CallContext, CallOptions } from "../types.ts";
+import { callTimeout, timeLeft } from "./wire.ts";
+
+/** Metadata keys of the W3C trace context, which `parent` carries over to nested calls. */
+export const TRACE_KEYS: readonly string[] = ["traceparent", "tracestate"];
+
+/** Sends the call once its options are resolved: `meta` is the encoded metadata section (or null). */
+export type SendCall<T> = (options: CallOptions, meta: Uint8Array | null, observer: CallObserver | null) => Promise<T>;
+
+/** Whether a call must take this path: it has metadata or a parent, or interceptors are installed. */
+export function needsOutgoing(options: CallOptions | undefined, chain: readonly OutgoingInterceptor[]): boolean {
+  return chain.length > 0 || (options !== undefined && (options.metadata !== undefined || options.parent !== undefined));
+}
+
+/**
+ * Makes a call to `remote` through the outgoing interceptors.
+ *
+ * @param defaultTimeout the timeout of a call that names none (Infinity for streams)
+ */
+export function outgoingCall<T>(
+  kind: "request" | "stream",
+  remote: string,
+  name: string,
+  options: CallOptions | undefined,
+  chain: readonly OutgoingInterceptor[],
+  defaultTimeout: number,
+  send: SendCall<T>,
+): Promise<T> {
+  const what = kind === "request" ? `send request "${name}"` : `open stream "${name}"`;
+  const parent = options?.parent;
+  let timeout: number;
+  let signal = options?.signal;
+  let metadata: Record<string, string>;
+  try {
+    timeout = callTimeout(options?.timeout, defaultTimeout);
+    const given = options?.metadata;
+    if (given !== undefined && (typeof given !== "object" || given === null || Array.isArray(given))) {
+      throw new TypeError(`Cannot ${what}: option "metadata" must be an object of strings`);
+    }
+    metadata = copyMetadata(given);
+    if (parent !== undefined) {
+      if (typeof parent !== "object" || parent === null || !(parent.signal instanceof AbortSignal)) {
+        throw new TypeError(`Cannot ${what}: option "parent" must be a handler's CallContext`);
+      }
+      timeout = inherit(parent, timeout, what);
+      signal = signal === undefined ? parent.signal : AbortSignal.any([signal, parent.signal]);
+      if (!TRACE_KEYS.some((k) => Object.hasOwn(metadata, k))) {
+        for (const k of TRACE_KEYS) {
+          const v = parent.metadata?.[k];
+          if (typeof v === "string") metadata[k] = v;
+        }
+      }
+    }
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  if (signal?.aborted) return Promise.reject(abortReason(signal));
+  const started = performance.now();
+  const resolved = (): CallOptions => ({
+    signal,
+    timeout: timeLeft(timeout, performance.now() - started),
+    subroute: options?.subroute,
+    waitForConnect: options?.waitForConnect,
+  });
+  if (chain.length === 0) {
+    let meta: Uint8Array | null;
+    try {
+      meta = encodeMetadata(metadata, what);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return send(resolved(), meta, null);
+  }
+  const listeners = new CallListeners();
+  const call: OutgoingCall = {
+    kind,
+    handler: name,
+    subroute: options?.subroute ?? "",
+    remote,
+    metadata,
+    deadline: timeout === Infinity ? undefined : Date.now() + timeout,
+    signal,
+    parent,
+    onEnd: (l) => listeners.onEnd(l),
+    onMessage: (l) => listeners.onMessage(l),
+  };
+  const last = (): Promise<unknown> => {
+    let sent: Promise<T>;
+    try {
+      sent = send(resolved(), encodeMetadata(metadata, what), kind === "stream" ? listeners : null);
+    } catch (e) {
+      sent = Promise.reject(e);
+    }
+    // A request ends when its reply comes; a stream when it ends, which the stream reports
+    // (a stream that never opened ends here).
+    return sent.then((v) => {
+      if (kind === "request") listeners.end(undefined);
+      return v;
+    }, (e) => {
+      listeners.end(e);
+      throw e;
+    });
+  };
+  // An interceptor that fails the call without calling next() ends it too.
+  return runChain(chain, call, last).then((v) => {
+    if (kind === "request") listeners.end(undefined);
+    return v as T;
+  }, (e) => {
+    listeners.end(e);
+    throw e;
+  });
+}
+
+/** The shorter of `timeout` and what is left of the parent's deadline. */
+function inherit(parent: CallContext, timeout: number, what: string): number {
+  if (parent.deadline === undefined) return timeout;
+  const left = parent.deadline - Date.now();
+  if (left <= 0) throw new TimeoutError(`Cannot ${what}: the parent call passed its deadline`);
+  return left < timeout ? Math.max(1, Math.floor(left)) : timeout;
+}
