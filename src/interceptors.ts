@@ -171,25 +171,48 @@ export function checkInterceptor(i: Interceptor, where: string): void {
   }
 }
 
-/** The info of a served call for incoming interceptors; `ctx.metadata` must be a writable copy. */
-export function incomingCall(
-  kind: "request" | "stream",
-  handler: string,
-  ctx: CallContext,
-  listeners: CallListeners,
-): IncomingCall {
-  return {
-    kind,
-    handler,
-    subroute: ctx.subroute,
-    remote: ctx.remote,
-    metadata: ctx.metadata as Record<string, string>,
-    deadline: ctx.deadline,
-    get signal() {
-      return ctx.signal;
-    },
-    context: ctx,
-    onEnd: (l) => listeners.onEnd(l),
-    onMessage: (l) => listeners.onMessage(l),
-  };
+/**
+ * The info of a served call for incoming interceptors; `ctx.metadata` must be a writable copy.
+ * A class, not an object literal: a literal with a getter is built slowly on every call.
+ */
+export class IncomingCallInfo implements IncomingCall {
+  readonly kind: "request" | "stream";
+  readonly handler: string;
+  readonly context: CallContext;
+  private readonly listeners: CallListeners;
+
+  constructor(kind: "request" | "stream", handler: string, ctx: CallContext, listeners: CallListeners) {
+    this.kind = kind;
+    this.handler = handler;
+    this.context = ctx;
+    this.listeners = listeners;
+  }
+
+  get subroute(): string {
+    return this.context.subroute;
+  }
+
+  get remote(): string {
+    return this.context.remote;
+  }
+
+  get metadata(): Record<string, string> {
+    return this.context.metadata as Record<string, string>;
+  }
+
+  get deadline(): number | undefined {
+    return this.context.deadline;
+  }
+
+  get signal(): AbortSignal {
+    return this.context.signal;
+  }
+
+  onEnd(listener: (outcome: CallOutcome) => void): void {
+    this.listeners.onEnd(listener);
+  }
+
+  onMessage(listener: (direction: "sent" | "received") => void): void {
+    this.listeners.onMessage(listener);
+  }
 }

@@ -9,7 +9,7 @@ import { type GridError, InvalidError, TimeoutError } from "../errors.ts";
 import type { SingleEntry, StreamEntry } from "../handlers/registry.ts";
 import type { Link } from "../link.ts";
 import type { Message } from "../protocol/frame.ts";
-import { CallListeners, incomingCall, type IncomingInterceptor, runChain } from "../interceptors.ts";
+import { CallListeners, IncomingCallInfo, type IncomingInterceptor, runChain } from "../interceptors.ts";
 import { copyMetadata, decodeMetadata, type Metadata, NO_METADATA } from "../protocol/metadata.ts";
 import { OP_CANCEL, OP_REQUEST, OP_RESPONSE, OP_STREAM_OPEN, OP_STREAM_PING } from "../protocol/ops.ts";
 import { type CalleeHost, CalleeStream } from "../stream/callee_stream.ts";
@@ -213,7 +213,7 @@ export class MuxCallee {
         throw e;
       });
     };
-    runChain(chain, incomingCall("request", entry.name, call, listeners), run).then(
+    runChain(chain, new IncomingCallInfo("request", entry.name, call, listeners), run).then(
       (v) => {
         listeners.end(undefined);
         this.reply(call, v, true);

@@ -113,28 +113,38 @@ function injectTraceContext(metadata: Record<string, string>, sc: SpanContext): 
   else delete metadata.tracestate;
 }
 
-/** `host` and `port` of a node URL, as `server.*` / `client.*` attributes; nothing for other names. */
-function addressOf(prefix: "server" | "client", remote: string, into: Attributes): void {
+/** `host` and `port` of a node URL; none for other names ("admin"). */
+function addressOf(remote: string): { address: string; port: number | undefined } | null {
   let u: URL;
   try {
     u = new URL(remote);
   } catch {
-    return;
+    return null;
   }
-  into[`${prefix}.address`] = u.hostname.replace(/^\[|\]$/g, "");
   const port = u.port !== "" ? Number(u.port) : u.protocol === "wss:" ? 443 : u.protocol === "ws:" ? 80 : undefined;
-  if (port !== undefined) into[`${prefix}.port`] = port;
+  return { address: u.hostname.replace(/^\[|\]$/g, ""), port };
 }
 
+/** The attributes every span of a handler and remote shares, by side, cached (URL parsing is slow). */
+const baseCache = new Map<string, Attributes>();
+
 function attributesOf(call: InterceptedCall, side: "client" | "server"): Attributes {
-  const a: Attributes = { "rpc.system": "wsgrid", "rpc.method": call.handler, "wsgrid.call.kind": call.kind };
-  if (call.subroute !== "") a["wsgrid.subroute"] = call.subroute;
-  if (side === "client") addressOf("server", call.remote, a);
-  else {
-    a["wsgrid.remote"] = call.remote;
-    addressOf("client", call.remote, a);
+  const key = `${side}\u0000${call.kind}\u0000${call.handler}\u0000${call.remote}`;
+  let base = baseCache.get(key);
+  if (base === undefined) {
+    base = { "rpc.system": "wsgrid", "rpc.method": call.handler, "wsgrid.call.kind": call.kind };
+    const at = addressOf(call.remote);
+    const prefix = side === "client" ? "server" : "client";
+    if (side === "server") base["wsgrid.remote"] = call.remote;
+    if (at !== null) {
+      base[`${prefix}.address`] = at.address;
+      if (at.port !== undefined) base[`${prefix}.port`] = at.port;
+    }
+    if (baseCache.size >= 4096) baseCache.clear();
+    baseCache.set(key, base);
   }
-  return a;
+  // The SDK copies attributes into the span, so the cached object can be handed over as it is.
+  return call.subroute === "" ? base : { ...base, "wsgrid.subroute": call.subroute };
 }
 
 /** The `error.type` of an outcome: a GridError's code, "canceled" for an abort, else the error's name. */

@@ -20,6 +20,31 @@ export const NO_METADATA: Metadata = Object.freeze({});
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
+/** The string's bytes if it is ASCII (most metadata is), else its UTF-8 via TextEncoder. */
+function utf8(s: string): Uint8Array {
+  const n = s.length;
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x80) return encoder.encode(s);
+    out[i] = c;
+  }
+  return out;
+}
+
+/** Decodes UTF-8; short ASCII without TextDecoder, whose fixed cost per call is high. */
+function text(b: Uint8Array): string {
+  const n = b.length;
+  if (n > 64) return decoder.decode(b);
+  let s = "";
+  for (let i = 0; i < n; i++) {
+    const c = b[i];
+    if (c >= 0x80) return decoder.decode(b);
+    s += String.fromCharCode(c);
+  }
+  return s;
+}
+
 /** Sets `key` on a plain object without going through a `__proto__` setter. */
 function put(o: Record<string, string>, key: string, value: string): void {
   Object.defineProperty(o, key, { value, enumerable: true, writable: true, configurable: true });
@@ -43,12 +68,12 @@ export function encodeMetadata(metadata: Record<string, string>, what: string): 
     if (typeof value !== "string") {
       throw new TypeError(`Cannot ${what}: metadata "${key}" must be a string, got ${typeof value}`);
     }
-    const k = encoder.encode(key);
+    const k = utf8(key);
     if (k.length === 0) throw new TypeError(`Cannot ${what}: metadata keys must not be empty`);
     if (k.length > 255) {
       throw new PayloadTooLargeError(`Cannot ${what}: metadata key "${key.slice(0, 64)}…" is ${k.length} bytes: exceeds 255`);
     }
-    const v = encoder.encode(value);
+    const v = utf8(value);
     size += 3 + k.length + v.length;
     if (size > DEFAULT_LIMITS.maxMetadataBytes) {
       throw new PayloadTooLargeError(
@@ -96,13 +121,13 @@ export function decodeMetadata(bytes: Uint8Array): Record<string, string> {
       const kl = bytes[o++];
       if (kl === 0) throw new ProtocolError("Cannot decode metadata: empty key");
       if (len - o < kl + 2) throw new ProtocolError("Cannot decode metadata: truncated entry");
-      const key = decoder.decode(bytes.subarray(o, o + kl));
+      const key = text(bytes.subarray(o, o + kl));
       o += kl;
       const vl = (bytes[o] << 8) | bytes[o + 1];
       o += 2;
       if (len - o < vl) throw new ProtocolError("Cannot decode metadata: truncated value");
       if (Object.hasOwn(out, key)) throw new ProtocolError(`Cannot decode metadata: duplicate key "${key}"`);
-      put(out, key, vl === 0 ? "" : decoder.decode(bytes.subarray(o, o + vl)));
+      put(out, key, vl === 0 ? "" : text(bytes.subarray(o, o + vl)));
       o += vl;
     }
   } catch (e) {

@@ -23,7 +23,7 @@ import {
   OP_STREAM_RESP_CREDIT,
   OP_STREAM_RESP_END,
 } from "../protocol/ops.ts";
-import { type CallObserver, CallListeners, incomingCall, type IncomingInterceptor, runChain } from "../interceptors.ts";
+import { type CallObserver, CallListeners, IncomingCallInfo, type IncomingInterceptor, runChain } from "../interceptors.ts";
 import type { StreamCall } from "../types.ts";
 import type { HandlerStatsTable } from "../stats/handler_stats.ts";
 import { describe, errorMessage, handlerErrorMessage, msg, refusalMessage, REQUESTS_STOPPED, whenPassed } from "../mux/wire.ts";
@@ -226,7 +226,7 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
     }
     const listeners = new CallListeners();
     this.observer = listeners;
-    runChain(chain, incomingCall("stream", this.entry.name, this, listeners), () => this.begin()).catch((e) => {
+    runChain(chain, new IncomingCallInfo("stream", this.entry.name, this, listeners), () => this.begin()).catch((e) => {
       // A refusal: nothing ran, the caller's open rejects with it. After the handler's own
       // failure the stream has ended already, and this does nothing.
       this.end(refusalMessage(this.id, e), false, e);
