@@ -39,9 +39,9 @@ export interface InterceptedCall {
    */
   readonly signal: AbortSignal | undefined;
   /**
-   * Runs `listener` once when the call ends, with `undefined` for success or the error. For a
-   * request that is when `next()` settles; for a stream when the stream ends (after `next()`
-   * resolved with the open stream, or with the handler's return).
+   * Runs `listener` once when the call ends, with `undefined` for success or the error: for a
+   * request when the interceptors' chain settles, for a stream when the stream ends (after
+   * `next()` resolved with the open stream, or with the handler's return).
    */
   onEnd(listener: (outcome: CallOutcome) => void): void;
   /** Runs `listener` for each stream message sent or received (streams only; never for requests). */

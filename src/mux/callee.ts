@@ -204,12 +204,8 @@ export class MuxCallee {
         failure = { e };
         return Promise.reject(e);
       }
-      return Promise.resolve(r).then((v) => {
-        listeners.end(undefined);
-        return v;
-      }, (e) => {
+      return r instanceof Uint8Array ? Promise.resolve(r) : Promise.resolve(r).catch((e) => {
         failure = { e };
-        listeners.end(e);
         throw e;
       });
     };

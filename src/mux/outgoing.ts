@@ -98,23 +98,14 @@ export function outgoingCall<T>(
     onMessage: (l) => listeners.onMessage(l),
   };
   const last = (): Promise<unknown> => {
-    let sent: Promise<T>;
     try {
-      sent = send(resolved(), encodeMetadata(metadata, what), kind === "stream" ? listeners : null);
+      return send(resolved(), encodeMetadata(metadata, what), kind === "stream" ? listeners : null);
     } catch (e) {
-      sent = Promise.reject(e);
+      return Promise.reject(e);
     }
-    // A request ends when its reply comes; a stream when it ends, which the stream reports
-    // (a stream that never opened ends here).
-    return sent.then((v) => {
-      if (kind === "request") listeners.end(undefined);
-      return v;
-    }, (e) => {
-      listeners.end(e);
-      throw e;
-    });
   };
-  // An interceptor that fails the call without calling next() ends it too.
+  // A request ends when the chain settles; a stream when it ends, which the stream reports
+  // (one that never opened, or that an interceptor failed, ends here).
   return runChain(chain, call, last).then((v) => {
     if (kind === "request") listeners.end(undefined);
     return v as T;
