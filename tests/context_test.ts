@@ -303,6 +303,23 @@ describe("call context: metadata, parent, interceptors", () => {
     }
   });
 
+  it("interceptors that answer without calling next() still settle every call with a clear error", TEST, async () => {
+    const hosts = await freeUrls(2);
+    const [g, h] = await Promise.all(hosts.map((x) => startNode(x, hosts)));
+    try {
+      h.grid.handleStream("st", async () => {}, { inCapacity: 0 });
+      h.grid.use({ incoming: () => Promise.resolve(undefined) });
+      g.grid.use({ outgoing: (call, next) => call.handler === "skip" ? Promise.resolve("nope") : next() });
+      await assert.rejects(g.grid.connection(h.url).newStream("st", EMPTY, { timeout: 5_000 }), RemoteError);
+      await assert.rejects(g.grid.connection(h.url).request("skip", EMPTY), TypeError);
+    } finally {
+      for (const n of [g, h]) {
+        await n.grid.close();
+        await n.server.close();
+      }
+    }
+  });
+
   it("a Client's outgoing interceptors set metadata and observe outcomes", TEST, async () => {
     const seen: string[] = [];
     await using client = new Client(`${a.url}/grid/v1`, {

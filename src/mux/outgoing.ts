@@ -107,6 +107,9 @@ export function outgoingCall<T>(
   // A request ends when the chain settles; a stream when it ends, which the stream reports
   // (one that never opened, or that an interceptor failed, ends here).
   return runChain(chain, call, last).then((v) => {
+    // An interceptor that answers without next() must still answer what next() would.
+    const ok = kind === "request" ? v instanceof Uint8Array : typeof v === "object" && v !== null && "responses" in v;
+    if (!ok) throw new TypeError(`Cannot ${what}: an interceptor returned ${typeof v} instead of what next() gave`);
     if (kind === "request") listeners.end(undefined);
     return v as T;
   }, (e) => {

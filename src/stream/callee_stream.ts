@@ -226,7 +226,15 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
     }
     const listeners = new CallListeners();
     this.observer = listeners;
-    runChain(chain, new IncomingCallInfo("stream", this.entry.name, this, listeners), () => this.begin()).catch((e) => {
+    let begun = false;
+    const begin = () => {
+      begun = true;
+      return this.begin();
+    };
+    runChain(chain, new IncomingCallInfo("stream", this.entry.name, this, listeners), begin).then(() => {
+      // An interceptor that returned without next() would leave the caller's open waiting.
+      if (!begun) this.end(refusalMessage(this.id, new Error(`Stream "${this.entry.name}" was not started by its interceptors`)), false, undefined);
+    }, (e) => {
       // A refusal: nothing ran, the caller's open rejects with it. After the handler's own
       // failure the stream has ended already, and this does nothing.
       this.end(refusalMessage(this.id, e), false, e);
