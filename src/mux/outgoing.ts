@@ -68,13 +68,6 @@ export function outgoingCall<T>(
     return Promise.reject(e);
   }
   if (signal?.aborted) return Promise.reject(abortReason(signal));
-  const started = performance.now();
-  const resolved = (): CallOptions => ({
-    signal,
-    timeout: timeLeft(timeout, performance.now() - started),
-    subroute: options?.subroute,
-    waitForConnect: options?.waitForConnect,
-  });
   if (chain.length === 0) {
     let meta: Uint8Array | null;
     try {
@@ -82,24 +75,13 @@ export function outgoingCall<T>(
     } catch (e) {
       return Promise.reject(e);
     }
-    return send(resolved(), meta, null);
+    return send({ signal, timeout, subroute: options?.subroute, waitForConnect: options?.waitForConnect }, meta, null);
   }
-  const listeners = new CallListeners();
-  const call: OutgoingCall = {
-    kind,
-    handler: name,
-    subroute: options?.subroute ?? "",
-    remote,
-    metadata,
-    deadline: timeout === Infinity ? undefined : Date.now() + timeout,
-    signal,
-    parent,
-    onEnd: (l) => listeners.onEnd(l),
-    onMessage: (l) => listeners.onMessage(l),
-  };
+  const call = new OutgoingCallInfo(kind, remote, name, options, metadata, timeout, signal);
+  const listeners = call.listeners;
   const last = (): Promise<unknown> => {
     try {
-      return send(resolved(), encodeMetadata(metadata, what), kind === "stream" ? listeners : null);
+      return send(call.options(), encodeMetadata(metadata, what), kind === "stream" ? listeners : null);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -116,6 +98,72 @@ export function outgoingCall<T>(
     listeners.end(e);
     throw e;
   });
+}
+
+/**
+ * A call as outgoing interceptors see it. A class, so that building one per call allocates one
+ * object (an object literal with closures and getters costs several).
+ */
+class OutgoingCallInfo implements OutgoingCall {
+  readonly kind: "request" | "stream";
+  readonly remote: string;
+  readonly handler: string;
+  readonly metadata: Record<string, string>;
+  readonly signal: AbortSignal | undefined;
+  readonly listeners = new CallListeners();
+  private readonly given: CallOptions | undefined;
+  private readonly timeout: number;
+  /** `performance.now()` when the call was made: interceptors' time counts against its deadline. */
+  private readonly started = performance.now();
+
+  constructor(
+    kind: "request" | "stream",
+    remote: string,
+    handler: string,
+    given: CallOptions | undefined,
+    metadata: Record<string, string>,
+    timeout: number,
+    signal: AbortSignal | undefined,
+  ) {
+    this.kind = kind;
+    this.remote = remote;
+    this.handler = handler;
+    this.given = given;
+    this.metadata = metadata;
+    this.timeout = timeout;
+    this.signal = signal;
+  }
+
+  get subroute(): string {
+    return this.given?.subroute ?? "";
+  }
+
+  get parent(): CallContext | undefined {
+    return this.given?.parent;
+  }
+
+  get deadline(): number | undefined {
+    return this.timeout === Infinity ? undefined : Math.round(performance.timeOrigin + this.started + this.timeout);
+  }
+
+  onEnd(listener: (outcome: unknown) => void): void {
+    this.listeners.onEnd(listener);
+  }
+
+  onMessage(listener: (direction: "sent" | "received") => void): void {
+    this.listeners.onMessage(listener);
+  }
+
+  /** The options the call is sent with, its timeout less the time the interceptors took. */
+  options(): CallOptions {
+    const g = this.given;
+    return {
+      signal: this.signal,
+      timeout: timeLeft(this.timeout, performance.now() - this.started),
+      subroute: g?.subroute,
+      waitForConnect: g?.waitForConnect,
+    };
+  }
 }
 
 /** The shorter of `timeout` and what is left of the parent's deadline. */
