@@ -24,6 +24,15 @@ export type { BroadcastOptions, BroadcastResult } from "./src/membership/broadca
 export type { PickOptions } from "./src/membership/pick.ts";
 export { Connection, type ConnectionState } from "./src/connection.ts";
 export { shouldDial } from "./src/dial_rule.ts";
+export type {
+  CallOutcome,
+  IncomingCall,
+  IncomingInterceptor,
+  InterceptedCall,
+  Interceptor,
+  OutgoingCall,
+  OutgoingInterceptor,
+} from "./src/interceptors.ts";
 export {
   defineSingle,
   defineStream,

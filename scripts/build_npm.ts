@@ -6,7 +6,8 @@
  *   (relative `.ts` import specifiers become `.js` through `rewriteRelativeImportExtensions`);
  *   an entry whose source file does not exist yet is skipped with a warning;
  * - generates `npm/package.json` from deno.json (version, license, description) and
- *   package.json (the versions of the runtime dependencies msgpackr and ws);
+ *   package.json (the versions of the runtime dependencies msgpackr and ws, and of the
+ *   optional peer dependency `@opentelemetry/api`, which only `wsgrid/otel` imports);
  * - copies README.md and LICENSE.
  *
  * Any type error fails the build (exit code 1) with the compiler's diagnostics.
@@ -33,6 +34,8 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const NPM_NAME = "wsgrid";
 /** Packages the built code imports at run time; their version ranges come from package.json. */
 const RUNTIME_DEPENDENCIES = ["msgpackr", "ws"];
+/** Packages only some entry points import: optional peer dependencies, ranges from package.json. */
+const OPTIONAL_PEER_DEPENDENCIES = ["@opentelemetry/api"];
 /** Files copied next to package.json. */
 const EXTRA_FILES = ["README.md", "LICENSE"];
 /** The output directory for compiled files, relative to the package root. */
@@ -79,6 +82,8 @@ export interface NpmPackageJson {
   sideEffects: false;
   engines: { node: string };
   dependencies: Record<string, string>;
+  peerDependencies?: Record<string, string>;
+  peerDependenciesMeta?: Record<string, { optional: true }>;
   keywords?: string[];
   repository?: { type: string; url: string };
   homepage?: string;
@@ -283,6 +288,14 @@ export function buildNpm(outDir = join(ROOT, "npm"), log: (line: string) => void
     if (!range) throw new BuildError(`Cannot build the npm package: package.json does not list "${name}"`);
     dependencies[name] = range;
   }
+  const peerDependencies: Record<string, string> = {};
+  const peerDependenciesMeta: Record<string, { optional: true }> = {};
+  for (const name of OPTIONAL_PEER_DEPENDENCIES) {
+    const range = devPackage.devDependencies?.[name];
+    if (!range) throw new BuildError(`Cannot build the npm package: package.json does not list "${name}"`);
+    peerDependencies[name] = range;
+    peerDependenciesMeta[name] = { optional: true };
+  }
   const exports: NpmPackageJson["exports"] = {};
   for (const [key, source] of present) {
     exports[key] = { types: outputPath(source, ".d.ts"), import: outputPath(source, ".js") };
@@ -305,6 +318,8 @@ export function buildNpm(outDir = join(ROOT, "npm"), log: (line: string) => void
     sideEffects: false,
     engines: { node: ">=22" },
     dependencies,
+    peerDependencies,
+    peerDependenciesMeta,
   };
   // Where the package comes from: taken from the development manifest, where they are kept.
   for (const key of ["repository", "homepage", "bugs"] as const) {

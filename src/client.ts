@@ -22,6 +22,7 @@ import { PROTOCOL_VERSION } from "./protocol/ops.ts";
 import type { GridSocket } from "./socket.ts";
 import { HandlerStatsTable } from "./stats/handler_stats.ts";
 import { callSingle, callStream } from "./typed_call.ts";
+import type { OutgoingInterceptor } from "./interceptors.ts";
 import type { CallOptions, ConnectionStats, Stream } from "./types.ts";
 
 /** Options of {@link Client}. */
@@ -55,6 +56,11 @@ export interface ClientOptions {
   handshakeTimeout?: number;
   /** Opens the socket; defaults to the global WebSocket. */
   webSocket?: (url: string) => GridSocket;
+  /**
+   * Interceptors wrapping every call the client makes, the first outermost (see `grid.use`).
+   * @default []
+   */
+  outgoing?: OutgoingInterceptor[];
 }
 
 /**
@@ -107,6 +113,10 @@ export class Client extends EventTarget {
     this.url = url;
     this.token = options.token;
     this.factory = options.webSocket;
+    const outgoing = [...(options.outgoing ?? [])];
+    for (const o of outgoing) {
+      if (typeof o !== "function") throw new TypeError("Cannot create Client: option \"outgoing\" must be an array of functions");
+    }
     const settings: ConnectionSettings = {
       requestTimeout: options.requestTimeout ?? DEFAULT_LIMITS.requestTimeout,
       pingInterval: options.pingInterval ?? DEFAULT_LIMITS.pingInterval,
@@ -125,6 +135,8 @@ export class Client extends EventTarget {
       settings,
       registry: new HandlerRegistry(),
       handlerStats: new HandlerStatsTable(),
+      incoming: [],
+      outgoing,
       // A read-only client holds no secret, so the node cannot prove one; TLS authenticates the node.
       credentials: {
         hello: (_remote: string, nonce: string) => ({

@@ -14,9 +14,11 @@ import {
 } from "./errors.ts";
 import type { SingleDefinition, StreamDefinition } from "./handlers/define.ts";
 import type { HandlerRegistry } from "./handlers/registry.ts";
+import type { CallObserver, IncomingInterceptor, OutgoingInterceptor } from "./interceptors.ts";
 import type { Link } from "./link.ts";
 import { MuxCallee } from "./mux/callee.ts";
 import { downError, MuxCaller } from "./mux/caller.ts";
+import { needsOutgoing, outgoingCall } from "./mux/outgoing.ts";
 import { callTimeout, timeLeft } from "./mux/wire.ts";
 import type { Message } from "./protocol/frame.ts";
 import { dial, type DialCredentials, type PeerLimits } from "./auth/dialer.ts";
@@ -56,6 +58,9 @@ export interface ConnectionOwner {
   readonly settings: ConnectionSettings;
   readonly registry: HandlerRegistry;
   readonly handlerStats: HandlerStatsTable;
+  /** Interceptors of the calls this side serves and makes, outermost first (live arrays). */
+  readonly incoming: readonly IncomingInterceptor[];
+  readonly outgoing: readonly OutgoingInterceptor[];
   /** How this side proves who it is when it dials. */
   readonly credentials: DialCredentials;
   /**
@@ -152,6 +157,7 @@ export class Connection {
       readOnly,
       registry: owner.registry,
       handlerStats: owner.handlerStats,
+      incoming: owner.incoming,
     });
   }
 
@@ -256,10 +262,25 @@ export class Connection {
   }
 
   /**
-   * @internal One attempt of a request. With `track`, a failure that happened before the request
-   * was handed to a socket is marked (see ../membership/unsent.ts) for `retryOn`.
+   * @internal One attempt of a request, through the outgoing interceptors (each attempt of a
+   * retried call is its own intercepted call). With `track`, a failure that happened before the
+   * request was handed to a socket is marked (see ../membership/unsent.ts) for `retryOn`.
    */
   requestOnce(name: string, payload: Uint8Array, options: CallOptions | undefined, track: boolean): Promise<Uint8Array> {
+    const chain = this.owner.outgoing;
+    if (!needsOutgoing(options, chain)) return this.attempt(name, payload, options, null, track);
+    const timeout = this.owner.settings.requestTimeout;
+    return outgoingCall("request", this.remote, name, options, chain, timeout, (o, meta) => this.attempt(name, payload, o, meta, track));
+  }
+
+  /** Sends a request whose options are resolved; `meta` is its encoded metadata section. */
+  private attempt(
+    name: string,
+    payload: Uint8Array,
+    options: CallOptions | undefined,
+    meta: Uint8Array | null,
+    track: boolean,
+  ): Promise<Uint8Array> {
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(abortReason(signal));
     let timeout: number;
@@ -276,11 +297,11 @@ export class Connection {
       const big = this.tooLarge("request", name, payload);
       if (big !== null) return Promise.reject(big);
       const room = link.room(payload.length, timeout, signal, what);
-      if (room === undefined) return this.sendRequest(link, name, subroute, payload, timeout, signal, track);
+      if (room === undefined) return this.sendRequest(link, name, subroute, payload, timeout, signal, meta, track);
       const started = performance.now();
       return room.then(() => {
         const link = this.upLink();
-        return this.sendRequest(link, name, subroute, payload, timeLeft(timeout, performance.now() - started), signal, track);
+        return this.sendRequest(link, name, subroute, payload, timeLeft(timeout, performance.now() - started), signal, meta, track);
       }, unsent);
     }
     const refusal = this.refusal(options);
@@ -297,7 +318,7 @@ export class Connection {
       }
       return link;
     }).then(
-      (link) => this.sendRequest(link, name, subroute, payload, timeLeft(timeout, performance.now() - started), signal, track),
+      (link) => this.sendRequest(link, name, subroute, payload, timeLeft(timeout, performance.now() - started), signal, meta, track),
       unsent,
     );
   }
@@ -310,11 +331,12 @@ export class Connection {
     payload: Uint8Array,
     timeout: number,
     signal: AbortSignal | undefined,
+    meta: Uint8Array | null,
     track: boolean,
   ): Promise<Uint8Array> {
-    if (!track) return this.caller.request(link, name, subroute, payload, timeout, signal);
+    if (!track) return this.caller.request(link, name, subroute, payload, timeout, signal, meta);
     const before = link.queuedCount;
-    const p = this.caller.request(link, name, subroute, payload, timeout, signal);
+    const p = this.caller.request(link, name, subroute, payload, timeout, signal, meta);
     const seq = link.queuedCount;
     return p.catch((e) => {
       throw seq === before || link.handedOver < seq ? markUnsent(e) : e;
@@ -322,11 +344,20 @@ export class Connection {
   }
 
   /** @internal The bytes-level stream open of the typed-call layer. */
-  async openBytes(
+  openBytes(name: string, payload: Uint8Array, options: CallOptions | undefined, codecs: CallCodecs): Promise<Stream<unknown, unknown>> {
+    const chain = this.owner.outgoing;
+    if (!needsOutgoing(options, chain)) return this.sendStream(name, payload, options, codecs, null, null);
+    return outgoingCall("stream", this.remote, name, options, chain, Infinity, (o, meta, observer) => this.sendStream(name, payload, o, codecs, meta, observer));
+  }
+
+  /** Opens a stream whose options are resolved; `meta` as for sendRequest, `observer` its interceptors' listeners. */
+  private async sendStream(
     name: string,
     payload: Uint8Array,
     options: CallOptions | undefined,
     codecs: CallCodecs,
+    meta: Uint8Array | null,
+    observer: CallObserver | null,
   ): Promise<Stream<unknown, unknown>> {
     const signal = options?.signal;
     if (signal?.aborted) throw abortReason(signal);
@@ -350,7 +381,7 @@ export class Connection {
       timeout = timeLeft(timeout, performance.now() - started);
     }
     const t = timeout === Infinity ? undefined : timeout;
-    return await this.caller.openStream(link, name, options?.subroute ?? "", payload, t, signal, codecs);
+    return await this.caller.openStream(link, name, options?.subroute ?? "", payload, t, signal, codecs, meta, observer);
   }
 
   /** The current link, or DisconnectedError when it dropped (between a wait and its send). */

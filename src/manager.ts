@@ -40,6 +40,7 @@ import { checkHosts, CLOSE_REMOVED, removedMessage } from "./membership/host_lis
 import { broadcast, type BroadcastOptions, type BroadcastResult } from "./membership/broadcast.ts";
 import { pickConnection, type PickOptions } from "./membership/pick.ts";
 import { requestWithRetry, type RetryHost } from "./membership/retry.ts";
+import { checkInterceptor, type IncomingInterceptor, type Interceptor, type OutgoingInterceptor } from "./interceptors.ts";
 
 /** Admin (read-only client) access. */
 export interface AdminOptions {
@@ -237,6 +238,10 @@ export class Manager extends EventTarget implements SocketAcceptor {
   readonly registry: HandlerRegistry = new HandlerRegistry();
   /** @internal */
   readonly handlerStats: HandlerStatsTable = new HandlerStatsTable();
+  /** @internal Interceptors installed by {@link Manager.use}, outermost first. */
+  readonly incoming: IncomingInterceptor[] = [];
+  /** @internal */
+  readonly outgoing: OutgoingInterceptor[] = [];
   private readonly key: Promise<HmacKey>;
   private readonly connections = new Map<string, Connection>();
   private readonly adminConnections = new Set<Connection>();
@@ -388,9 +393,34 @@ export class Manager extends EventTarget implements SocketAcceptor {
     this.adapterDialer = open;
   }
 
-  /** Largest WebSocket message a peer may send: one full message or one batch. */
+  /** Largest WebSocket message a peer may send: one full message (with route and metadata) or one batch. */
   get maxFrameBytes(): number {
-    return Math.max(this.settings.maxMessageBytes + 1024, DEFAULT_LIMITS.batchBytes * 2);
+    return Math.max(this.settings.maxMessageBytes + 1024 + DEFAULT_LIMITS.maxMetadataBytes, DEFAULT_LIMITS.batchBytes * 2);
+  }
+
+  /**
+   * Installs interceptors: `incoming` wraps every call this node serves, `outgoing` every call
+   * it makes (requests and stream opens). The first installed is the outermost.
+   *
+   * @param interceptor an `{ incoming?, outgoing? }` pair
+   * @throws {TypeError} a side that is not a function
+   * @example
+   * ```ts
+   * import { UnauthorizedError } from "wsgrid";
+   * grid.use({
+   *   incoming: (call, next) => {
+   *     if (call.handler.startsWith("admin.") && call.metadata.role !== "admin") {
+   *       throw new UnauthorizedError(`"${call.handler}" needs role admin`);
+   *     }
+   *     return next();
+   *   },
+   * });
+   * ```
+   */
+  use(interceptor: Interceptor): void {
+    checkInterceptor(interceptor, "install interceptor");
+    if (interceptor.incoming !== undefined) this.incoming.push(interceptor.incoming);
+    if (interceptor.outgoing !== undefined) this.outgoing.push(interceptor.outgoing);
   }
 
   /**

@@ -22,6 +22,8 @@ export interface CallContext {
   readonly deadline: number | undefined;
   /** The subroute the caller passed, or `""`. */
   readonly subroute: string;
+  /** The metadata the caller sent (`{}` when none): string keys and values. */
+  readonly metadata: Readonly<Record<string, string>>;
 }
 
 /** A stream call as seen by its handler. */
@@ -64,6 +66,18 @@ export interface CallOptions {
   timeout?: number;
   /** Selects a handler registered for this subroute (or one registered for any). */
   subroute?: string;
+  /**
+   * String keys and values sent with the call; the handler reads them as `ctx.metadata`. Keys
+   * are 1 to 255 UTF-8 bytes; all entries together at most 4 KiB (`maxMetadataBytes`): more is
+   * refused with PayloadTooLargeError before anything is sent.
+   */
+  metadata?: Record<string, string>;
+  /**
+   * The call being served, for a call made inside its handler: the call takes the shorter of
+   * the two deadlines, aborts when the parent's signal aborts, and carries the parent's trace
+   * context (metadata `traceparent` and `tracestate`, unless `metadata` sets either).
+   */
+  parent?: CallContext;
   /**
    * When the connection is down after having been up, wait for it (bounded by the deadline and
    * signal) instead of failing at once with DisconnectedError. A connection that has never been

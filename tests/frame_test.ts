@@ -1,6 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { ProtocolError } from "../src/errors.ts";
+import { PayloadTooLargeError, ProtocolError } from "../src/errors.ts";
+import { decodeMetadata, encodeMetadata, routeWithMetadata } from "../src/protocol/metadata.ts";
 import {
   decodeFrame,
   encodeFrame,
@@ -12,6 +13,7 @@ import {
 } from "../src/protocol/frame.ts";
 import { DEFAULT_LIMITS, HEADER_BYTES } from "../src/protocol/limits.ts";
 import {
+  FLAG_METADATA,
   FLAG_ROUTE,
   OP_CANCEL,
   OP_ERROR,
@@ -59,6 +61,7 @@ function expected(m: OutMessage, handler = "", subroute = ""): Message {
     deadline: m.deadline,
     handler,
     subroute,
+    metadata: null,
     payload: m.payload,
   };
 }
@@ -321,5 +324,68 @@ describe("frame decoding rejects malformed frames with ProtocolError", () => {
     const good = [...encodeMessage(out(OP_RESPONSE, { mux: 1, payload: [1] }))];
     assertProtocolError([...good, 0]);
     assertProtocolError([...good, ...good.slice(0, good.length - 1)]);
+  });
+});
+
+describe("frame metadata section", () => {
+  it("encodes a request with metadata to the documented bytes and decodes it back (golden vector)", () => {
+    const meta = encodeMetadata({ k: "v1" }, "test")!;
+    const m: OutMessage = {
+      ...out(OP_REQUEST, { mux: 7, route: ["e", ""], payload: [9] }),
+      flags: FLAG_METADATA,
+    };
+    m.route = routeWithMetadata(m.route!, meta);
+    const bytes = encodeMessage(m);
+    // deno-fmt-ignore
+    assert.deepEqual([...bytes], [
+      OP_REQUEST, FLAG_ROUTE | FLAG_METADATA, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+      1, 0x65, 0,                   // handler "e", empty subroute
+      0, 6,                         // metadata section: 6 bytes of entries
+      1, 0x6b, 0, 2, 0x76, 0x31,    // "k" = "v1"
+      9,                            // payload
+    ]);
+    const [d] = decodeFrame(bytes, MAX);
+    assert.equal(d.handler, "e");
+    assert.deepEqual([...d.metadata!], [1, 0x6b, 0, 2, 0x76, 0x31]);
+    assert.deepEqual(decodeMetadata(d.metadata!), { k: "v1" });
+    assert.deepEqual([...d.payload], [9]);
+  });
+
+  it("a metadata flag without a route, or a truncated section, is a protocol error", () => {
+    assertProtocolError(header(OP_RESPONSE, FLAG_METADATA, 1, 0, 0, 0));
+    const h = header(OP_REQUEST, FLAG_ROUTE | FLAG_METADATA, 1, 0, 0, 0);
+    assertProtocolError([...h, 1, 0x61, 0]); // length missing
+    assertProtocolError([...h, 1, 0x61, 0, 0]); // half a length
+    assertProtocolError([...h, 1, 0x61, 0, 0, 5, 1, 0x6b]); // 5 bytes announced, 2 there
+  });
+
+  it("round-trips keys and values of any UTF-8, empty values and a key named __proto__", () => {
+    const md = { "trace-id": "abc", "日本": "ディスク", empty: "", ["__proto__"]: "x" };
+    const meta = encodeMetadata(md, "test")!;
+    const back = decodeMetadata(meta.subarray(2));
+    assert.deepEqual(Object.keys(back), Object.keys(md));
+    assert.equal(back["日本"], "ディスク");
+    assert.equal(back["__proto__"], "x");
+    assert.equal(Object.getPrototypeOf(back), Object.prototype);
+    assert.equal(encodeMetadata({}, "test"), null);
+  });
+
+  it("refuses metadata over maxMetadataBytes, long keys and non-string values before sending", () => {
+    const max = DEFAULT_LIMITS.maxMetadataBytes;
+    assert.ok(encodeMetadata({ k: "x".repeat(max - 4) }, "test") !== null); // exactly at the limit
+    assert.throws(() => encodeMetadata({ k: "x".repeat(max - 3) }, "test"), PayloadTooLargeError);
+    assert.throws(() => encodeMetadata({ ["k".repeat(256)]: "" }, "test"), PayloadTooLargeError);
+    assert.throws(() => encodeMetadata({ n: 1 as unknown as string }, "test"), TypeError);
+    assert.throws(() => encodeMetadata({ "": "v" }, "test"), TypeError);
+  });
+
+  it("decoding refuses malformed and over-limit entries with clear errors", () => {
+    const max = DEFAULT_LIMITS.maxMetadataBytes;
+    assert.throws(() => decodeMetadata(new Uint8Array(max + 1)), PayloadTooLargeError);
+    assert.throws(() => decodeMetadata(Uint8Array.of(0, 0, 0)), ProtocolError); // empty key
+    assert.throws(() => decodeMetadata(Uint8Array.of(1, 0x6b, 0)), ProtocolError); // truncated
+    assert.throws(() => decodeMetadata(Uint8Array.of(1, 0x6b, 0, 2, 0x76)), ProtocolError); // short value
+    assert.throws(() => decodeMetadata(Uint8Array.of(1, 0xff, 0, 0)), ProtocolError); // not UTF-8
+    assert.throws(() => decodeMetadata(Uint8Array.of(1, 0x6b, 0, 0, 1, 0x6b, 0, 0)), ProtocolError); // duplicate
   });
 });

@@ -300,11 +300,11 @@ describe("deadlines", () => {
     const sent: number[] = [];
     const link = { send: (m: { mux: number }) => sent.push(m.mux), closed: false } as unknown as Link;
     const caller = new MuxCaller({ remote: "ws://peer", maxPayload: 1 << 20, pingInterval: 1000 });
-    const call = outcome(caller.request(link, "slow", "", EMPTY, 20, undefined));
+    const call = outcome(caller.request(link, "slow", "", EMPTY, 20, undefined, null));
     // The event loop is held past the deadline, so the reply is handled before the timer runs.
     const end = performance.now() + 30;
     while (performance.now() < end) { /* hold the loop */ }
-    caller.onMessage({ op: 16, flags: 0, mux: sent[0], seq: 0, deadline: 0, handler: "", subroute: "", payload: EMPTY });
+    caller.onMessage({ op: 16, flags: 0, mux: sent[0], seq: 0, deadline: 0, handler: "", subroute: "", metadata: null, payload: EMPTY });
     const r = await call;
     assert.ok(!r.ok && r.error instanceof TimeoutError, `a late reply resolved the call: ${JSON.stringify(r)}`);
     assert.equal(caller.requestCount, 0);

@@ -32,7 +32,7 @@ export interface CaseParams {
 export type Dialer = "client" | "server" | "any";
 
 /** The tables a case can belong to. */
-export type Suite = "rtt" | "stream" | "loaded" | "slow";
+export type Suite = "rtt" | "stream" | "loaded" | "slow" | "interceptors";
 
 /** One benchmark case. */
 export interface BenchCase {
@@ -210,6 +210,23 @@ export const capnwebStreamCase: BenchCase = {
   }),
 };
 
+/**
+ * wsgrid single requests (64 B, concurrency 64) with `--interceptors mode` on both processes:
+ * the interceptor-cost suite compares none (baseline), a no-op pair and the OpenTelemetry pair.
+ */
+function interceptorCase(mode: "none" | "noop" | "otel", description: string): BenchCase {
+  const extra = ["--interceptors", mode];
+  return {
+    ...wsgridCase,
+    name: mode,
+    suite: "interceptors",
+    description,
+    baseline: mode === "none" ? undefined : "none",
+    server: (p) => ({ ...wsgridCase.server(p), args: [...wsgridCase.server(p).args, ...extra] }),
+    client: (p, port) => ({ ...wsgridCase.client(p, port), args: [...wsgridCase.client(p, port).args, ...extra] }),
+  };
+}
+
 /** Every case, in the order they are interleaved within a round. */
 export const CASES: readonly BenchCase[] = [
   rawCase,
@@ -223,4 +240,7 @@ export const CASES: readonly BenchCase[] = [
   rawLoadedCase,
   wsgridStreamCase("wsgrid", "loaded", "wsgrid single-request latency (64 B, concurrency 1) idle, then while a 16 KiB stream runs on the same connection", "loaded", ["--concurrency", "1"]),
   wsgridStreamCase("wsgrid", "slow", "wsgrid stream read by a slow consumer (one 16 KiB message every 10 ms); writer's RSS", "slow", ["--read-every", "10"]),
+  interceptorCase("none", "wsgrid conn.request(\"echo\"), 64 B, concurrency 64, no interceptor installed (the fast path)"),
+  interceptorCase("noop", "the same with a no-op incoming and outgoing interceptor on both processes"),
+  interceptorCase("otel", "the same with wsgrid/otel on both processes (SDK, BatchSpanProcessor, an exporter that drops the spans)"),
 ];

@@ -18,6 +18,9 @@
  *   - `slow`: reads the `bench.source` stream slowly (one message per `--read-every` ms)
  *     for `--duration` s; the writer's memory is what the serving process reports.
  *
+ * `--interceptors none|noop|otel` (both roles, default none) installs interceptors first
+ * (scripts/bench/_interceptors.ts), for the interceptor-cost suite.
+ *
  * The serving process, when it exits, prints one JSON line with its peak RSS and,
  * per stream it served, the RSS when the stream started and the peak during it.
  *
@@ -31,6 +34,7 @@
 
 import process from "node:process";
 import { Manager } from "../../src/manager.ts";
+import { installInterceptors } from "./_interceptors.ts";
 import { serve } from "../../src/adapters/serve.ts";
 import type { StreamCall } from "../../src/types.ts";
 import {
@@ -60,6 +64,7 @@ const grid = new Manager({
   hosts: [local, peer],
   secret: flags.get("secret") ?? "wsgrid bench secret",
 });
+await installInterceptors(grid, flags.get("interceptors") ?? "none");
 const server = await serve(grid, { port, hostname: "127.0.0.1" });
 const shutdown = async (): Promise<void> => {
   await grid.close();

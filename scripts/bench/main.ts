@@ -16,7 +16,10 @@
  * - `membership`: 8, 32, 64 Managers in one process that start alone and are given the full
  *   list with `setHosts`: time until every pair is up, memory per connection, and the time to
  *   shrink back to 3 (goal: 64 hosts up in < 5 s, ≤ 64 KiB per connection);
- * - `profile`: `node --cpu-prof` of the 64 B, concurrency 64 request loop, top self time.
+ * - `profile`: `node --cpu-prof` of the 64 B, concurrency 64 request loop, top self time;
+ * - `interceptors`: wsgrid single requests, 64 B at concurrency 64, with no interceptor, a
+ *   no-op interceptor pair and the OpenTelemetry pair installed on both processes, interleaved
+ *   in each round (goal: the machinery costs ≤ 5 % with none installed).
  *
  * Cases are interleaved within each round (raw, wsgrid, raw, wsgrid…) and the
  * tables report medians over rounds plus the ratio to the baseline (ratio of
@@ -110,7 +113,7 @@ interface SuiteRun {
   error?: string;
 }
 
-const ALL_SUITES = ["rtt", "stream", "loaded", "slow", "lockargs", "locks", "frame", "scale", "membership", "profile"];
+const ALL_SUITES = ["rtt", "stream", "loaded", "slow", "lockargs", "locks", "frame", "scale", "membership", "profile", "interceptors"];
 const flags = parseFlags(process.argv.slice(2));
 const quick = flags.has("quick");
 const full = flags.has("full");
@@ -291,8 +294,8 @@ async function main(): Promise<void> {
     }
   }
 
-  // Stream throughput, latency under a stream, slow consumer.
-  for (const suite of ["stream", "loaded", "slow"] as const) {
+  // Stream throughput, latency under a stream, slow consumer, interceptor cost.
+  for (const suite of ["stream", "loaded", "slow", "interceptors"] as const) {
     if (!suites.includes(suite)) continue;
     for (let round = 1; round <= rounds; round++) {
       for (const rt of runtimes) {
@@ -310,7 +313,7 @@ async function main(): Promise<void> {
               }
               try {
                 run.busyBefore = await quiet();
-                const r = await measure<Record<string, unknown>>(rt, c, 1, 64);
+                const r = await measure<Record<string, unknown>>(rt, c, suite === "interceptors" ? 64 : 1, 64);
                 run.client = r.client;
                 run.server = r.server;
                 return describeSuiteRun(run) + busyNote(run.busyBefore);
@@ -565,6 +568,9 @@ function describeSuiteRun(run: SuiteRun): string {
   if (run.suite === "stream") {
     return `${String(c.mbps).padStart(7)} MB/s  reader RSS peak ${c.rssPeakMB} MB, writer RSS peak ${s.rssPeakMB ?? "?"} MB`;
   }
+  if (run.suite === "interceptors") {
+    return `${fmtInt(c.rps as number).padStart(8)} rps  p50 ${c.p50} ms  p99 ${c.p99} ms`;
+  }
   if (run.suite === "loaded") {
     const idle = c.idle as LoadResult;
     const loaded = c.loaded as LoadResult;
@@ -578,8 +584,9 @@ function describeSuiteRun(run: SuiteRun): string {
 function summarizeSuites(all: SuiteRun[], runtimes: Runtime[]): SuiteRow[] {
   const rows: SuiteRow[] = [];
   const num = (x: unknown): number => (typeof x === "number" ? x : NaN);
-  for (const suite of ["stream", "loaded", "slow"] as const) {
+  for (const suite of ["stream", "loaded", "slow", "interceptors"] as const) {
     for (const rt of runtimes) {
+      let noneRps: number | null = null;
       const names = [...new Set(all.filter((r) => r.suite === suite && r.runtime === rt.name).map((r) => r.case))];
       let rawMbps: number | null = null;
       for (const name of names) {
@@ -598,7 +605,13 @@ function summarizeSuites(all: SuiteRun[], runtimes: Runtime[]): SuiteRow[] {
           error: ok.length < mine.length ? mine.find((r) => r.error)?.error : undefined,
         };
         const first = (r: SuiteRun) => (r.server?.streams as { rssStartMB: number; rssPeakMB: number; msgs: number }[] | undefined)?.[0];
-        if (suite === "stream") {
+        if (suite === "interceptors") {
+          row.rps = pick((r) => r.client?.rps);
+          row.p50 = pick((r) => r.client?.p50);
+          row.p99 = pick((r) => r.client?.p99);
+          if (name === "none") noneRps = row.rps;
+          else if (row.rps !== null && noneRps) row.ratio = round3(row.rps / noneRps);
+        } else if (suite === "stream") {
           row.readerRssPeakMB = pick((r) => r.client?.rssPeakMB);
           row.writerRssPeakMB = pick((r) => r.server?.rssPeakMB);
         } else if (suite === "loaded") {
@@ -648,6 +661,14 @@ function formatSuiteRows(rows: SuiteRow[]): string[] {
     out.push("| runtime | reader MB/s | writer RSS at start MB | writer RSS peak MB | growth MB | messages written |");
     for (const r of slow) {
       out.push(`| ${r.runtime.padEnd(7)} | ${f(r.mbps).padStart(11)} | ${f(r.writerRssStartMB).padStart(22)} | ${f(r.writerRssPeakMB).padStart(18)} | ${f(r.writerRssGrowthMB).padStart(9)} | ${f(r.messagesWritten, 0).padStart(16)} |`);
+    }
+  }
+  const icpt = rows.filter((r) => r.suite === "interceptors");
+  if (icpt.length) {
+    out.push("", "interceptor cost, single requests 64 B at concurrency 64 (ratio: rps over none):");
+    out.push("| runtime | case |      rps | ratio | p50 ms | p99 ms |");
+    for (const r of icpt) {
+      out.push(`| ${r.runtime.padEnd(7)} | ${r.case.padEnd(4)} | ${f(r.rps, 0).padStart(8)} | ${f(r.ratio, 3).padStart(5)} | ${f(r.p50, 3).padStart(6)} | ${f(r.p99, 3).padStart(6)} |`);
     }
   }
   return out;

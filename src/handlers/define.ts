@@ -84,7 +84,12 @@ export interface DefineStreamOptions<P, Req, Resp> {
   request?: Codec<Req>;
   /** Codec of response messages. @default msgpack */
   response?: Codec<Resp>;
-  /** Request messages the caller may have in flight; 0 means no requests stream. @default 16 (0 when the stream has no requests) */
+  /**
+   * Request messages the caller may have in flight; 0 means no requests stream (the caller's
+   * `requests` is null). A stream without requests (`Req` = `never`) declares 0: types are
+   * gone at run time, so the default cannot tell.
+   * @default 16
+   */
   inCapacity?: number;
   /** Response messages the handler may have in flight. @default 16 */
   outCapacity?: number;
@@ -176,7 +181,8 @@ export function defineSingle(
 }
 
 /**
- * Defines a typed stream handler. Use `never` as `Req` for a stream without requests.
+ * Defines a typed stream handler. For a stream without requests use `never` as `Req` and
+ * declare `inCapacity: 0`, so that the caller gets no `requests` to write to.
  *
  * @param name the handler name on the grid
  * @param options codecs (msgpack by default) and capacities
@@ -184,8 +190,8 @@ export function defineSingle(
  * @example
  * ```ts
  * import { defineStream } from "wsgrid";
- * const Watch = defineStream<{ prefix: string }, never, { key: string }>("kv.watch", { outCapacity: 64 });
- * const st = await conn.newStream(Watch, { prefix: "a/" });
+ * const Watch = defineStream<{ prefix: string }, never, { key: string }>("kv.watch", { inCapacity: 0, outCapacity: 64 });
+ * const st = await conn.newStream(Watch, { prefix: "a/" }); // st.requests is null
  * for await (const ev of st.responses) console.log(ev.key);
  * ```
  */

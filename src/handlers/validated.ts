@@ -123,6 +123,7 @@ export function validatedStream(
       remote: call.remote,
       deadline: call.deadline,
       subroute: call.subroute,
+      metadata: call.metadata,
       payload,
       requests,
       responses: out,

@@ -131,6 +131,7 @@ function callLocal(
     remote: host.local,
     deadline: call.timeout === Infinity ? undefined : Date.now() + call.timeout,
     subroute,
+    metadata: {},
   };
   const stats = host.handlerStats;
   const start = performance.now();

@@ -9,10 +9,12 @@ import { type GridError, InvalidError, TimeoutError } from "../errors.ts";
 import type { SingleEntry, StreamEntry } from "../handlers/registry.ts";
 import type { Link } from "../link.ts";
 import type { Message } from "../protocol/frame.ts";
+import { CallListeners, IncomingCallInfo, type IncomingInterceptor, runChain } from "../interceptors.ts";
+import { copyMetadata, decodeMetadata, type Metadata, NO_METADATA } from "../protocol/metadata.ts";
 import { OP_CANCEL, OP_REQUEST, OP_RESPONSE, OP_STREAM_OPEN, OP_STREAM_PING } from "../protocol/ops.ts";
 import { type CalleeHost, CalleeStream } from "../stream/callee_stream.ts";
 import type { CallContext } from "../types.ts";
-import { cancelReason, errorCode, errorMessage, handlerErrorMessage, whenPassed } from "./wire.ts";
+import { cancelReason, errorCode, errorMessage, handlerErrorMessage, refusalMessage, whenPassed } from "./wire.ts";
 
 export type { CalleeHost };
 
@@ -23,6 +25,7 @@ class ServedRequest implements CallContext {
   readonly subroute: string;
   readonly deadline: number | undefined;
   readonly name: string;
+  readonly metadata: Metadata;
   readonly start: number;
   readonly link: Link;
   private ctrl: AbortController | null = null;
@@ -35,11 +38,12 @@ class ServedRequest implements CallContext {
   /** The deadline passed while the handler ran (its signal aborted with a TimeoutError). */
   expired = false;
 
-  constructor(id: number, m: Message, remote: string, link: Link) {
+  constructor(id: number, m: Message, remote: string, link: Link, metadata: Metadata) {
     this.id = id;
     this.remote = remote;
     this.subroute = m.subroute;
     this.name = m.handler;
+    this.metadata = metadata;
     this.link = link;
     this.start = performance.now();
     this.deadline = m.deadline > 0 ? Date.now() + m.deadline : undefined;
@@ -141,6 +145,21 @@ export class MuxCallee {
     return entry;
   }
 
+  /**
+   * The call's metadata, or undefined when it is malformed or too large: then the call is
+   * answered with the error (code "too-large" or "protocol") and nothing runs.
+   */
+  private metadataOf(m: Message, link: Link): Metadata | undefined {
+    if (m.metadata === null) return NO_METADATA;
+    try {
+      return decodeMetadata(m.metadata);
+    } catch (e) {
+      const err = e as GridError;
+      link.send(errorMessage(m.mux, err.code, `Cannot serve "${m.handler}": ${err.message}`));
+      return undefined;
+    }
+  }
+
   private serveRequest(m: Message, link: Link): void {
     const entry = this.lookup(m, link, "single") as SingleEntry | undefined;
     if (entry === undefined) return;
@@ -148,9 +167,14 @@ export class MuxCallee {
       link.send(errorMessage(m.mux, "protocol", `Request id ${m.mux} is already in use`));
       return;
     }
-    const call = new ServedRequest(m.mux, m, this.host.remote, link);
+    const metadata = this.metadataOf(m, link);
+    if (metadata === undefined) return;
+    const chain = this.host.incoming;
+    // Interceptors may add to what the handler sees: they get a copy.
+    const call = new ServedRequest(m.mux, m, this.host.remote, link, chain.length === 0 ? metadata : copyMetadata(metadata));
     this.requests.set(m.mux, call);
     this.host.handlerStats.begin(entry.name);
+    if (chain.length > 0) return this.intercept(call, entry, m.payload, chain);
     let result: Uint8Array | Promise<Uint8Array>;
     try {
       result = entry.fn(m.payload, call);
@@ -167,7 +191,37 @@ export class MuxCallee {
     }
   }
 
-  private reply(call: ServedRequest, value: unknown, ok: boolean): void {
+  /** Serves a request through the incoming interceptors. */
+  private intercept(call: ServedRequest, entry: SingleEntry, payload: Uint8Array, chain: readonly IncomingInterceptor[]): void {
+    const listeners = new CallListeners();
+    // The handler's own failure travels as one; anything else an interceptor threw is a refusal.
+    let failure: { e: unknown } | null = null;
+    const run = (): Promise<unknown> => {
+      let r: Uint8Array | Promise<Uint8Array>;
+      try {
+        r = entry.fn(payload, call);
+      } catch (e) {
+        failure = { e };
+        return Promise.reject(e);
+      }
+      return r instanceof Uint8Array ? Promise.resolve(r) : Promise.resolve(r).catch((e) => {
+        failure = { e };
+        throw e;
+      });
+    };
+    runChain(chain, new IncomingCallInfo("request", entry.name, call, listeners), run).then(
+      (v) => {
+        listeners.end(undefined);
+        this.reply(call, v, true);
+      },
+      (e) => {
+        listeners.end(e);
+        this.reply(call, e, false, failure === null || failure.e !== e);
+      },
+    );
+  }
+
+  private reply(call: ServedRequest, value: unknown, ok: boolean, refused = false): void {
     if (this.requests.get(call.id) !== call) return; // canceled, timed out or disconnected meanwhile
     this.requests.delete(call.id);
     call.release();
@@ -199,6 +253,11 @@ export class MuxCallee {
       link.send(errorMessage(call.id, "timeout", `Call "${call.name}" from "${this.host.remote}" passed its deadline`));
       return;
     }
+    if (refused) {
+      this.host.handlerStats.end(call.name, call.start, false, errorCode(value));
+      link.send(refusalMessage(call.id, value));
+      return;
+    }
     this.host.handlerStats.end(call.name, call.start, false, value instanceof InvalidError ? "invalid" : "remote");
     link.send(handlerErrorMessage(call.id, value));
   }
@@ -210,7 +269,10 @@ export class MuxCallee {
       link.send(errorMessage(m.mux, "protocol", `Stream id ${m.mux} is already in use`));
       return;
     }
-    const st = new CalleeStream(m, entry, link, this.host, (s, ok) => {
+    const metadata = this.metadataOf(m, link);
+    if (metadata === undefined) return;
+    const copy = this.host.incoming.length === 0 ? metadata : copyMetadata(metadata);
+    const st = new CalleeStream(m, entry, link, this.host, copy, (s, ok) => {
       this.streams.delete(s.id);
       // A failed stream's signal is aborted with the reason it ended.
       this.host.handlerStats.end(entry.name, s.start, ok, ok ? undefined : errorCode(s.signal.reason));

@@ -6,9 +6,11 @@
  * @module
  */
 import { DisconnectedError, type GridError, ProtocolError, TimeoutError } from "../errors.ts";
+import type { CallObserver } from "../interceptors.ts";
 import type { Link } from "../link.ts";
 import { encodeRoute, type Message } from "../protocol/frame.ts";
-import { OP_ERROR, OP_REQUEST, OP_RESPONSE, OP_STREAM_OPEN } from "../protocol/ops.ts";
+import { routeWithMetadata } from "../protocol/metadata.ts";
+import { FLAG_METADATA, OP_ERROR, OP_REQUEST, OP_RESPONSE, OP_STREAM_OPEN } from "../protocol/ops.ts";
 import { abortReason, CallerStream, type MuxHost, type StreamCodecs } from "../stream/caller_stream.ts";
 import type { Stream } from "../types.ts";
 import { CANCEL_ABORTED, CANCEL_TIMEOUT, cancelMessage, decodeError } from "./wire.ts";
@@ -73,7 +75,8 @@ export class MuxCaller {
 
   /**
    * Sends a single request on `link` and resolves with the response payload. `timeout` is a
-   * whole number of ms up to MAX_TIMEOUT, or Infinity for no deadline.
+   * whole number of ms up to MAX_TIMEOUT, or Infinity for no deadline; `meta` is the encoded
+   * metadata section, or null for none.
    */
   request(
     link: Link,
@@ -82,6 +85,7 @@ export class MuxCaller {
     payload: Uint8Array,
     timeout: number,
     signal: AbortSignal | undefined,
+    meta: Uint8Array | null,
   ): Promise<Uint8Array> {
     let route: Uint8Array;
     try {
@@ -89,6 +93,8 @@ export class MuxCaller {
     } catch (e) {
       return Promise.reject(e);
     }
+    const flags = meta === null ? 0 : FLAG_METADATA;
+    if (meta !== null) route = routeWithMetadata(route, meta);
     const id = this.allocId();
     const finite = timeout !== Infinity;
     return new Promise<Uint8Array>((resolve, reject) => {
@@ -114,7 +120,7 @@ export class MuxCaller {
         onAbort: undefined,
       };
       this.requests.set(id, call);
-      link.send({ op: OP_REQUEST, flags: 0, mux: id, seq: 0, deadline: finite ? timeout : 0, route, payload });
+      link.send({ op: OP_REQUEST, flags, mux: id, seq: 0, deadline: finite ? timeout : 0, route, payload });
       if (queue !== undefined) {
         queue.calls.push(call);
         queue.live++;
@@ -133,7 +139,7 @@ export class MuxCaller {
     });
   }
 
-  /** Opens a stream on `link`; resolves when the handler accepted it. */
+  /** Opens a stream on `link`; resolves when the handler accepted it. `meta` as for {@link request}. */
   openStream<Req, Resp>(
     link: Link,
     name: string,
@@ -142,6 +148,8 @@ export class MuxCaller {
     timeout: number | undefined,
     signal: AbortSignal | undefined,
     codecs: StreamCodecs<Req, Resp>,
+    meta: Uint8Array | null,
+    observer: CallObserver | null,
   ): Promise<Stream<Req, Resp>> {
     let route: Uint8Array;
     try {
@@ -149,12 +157,14 @@ export class MuxCaller {
     } catch (e) {
       return Promise.reject(e);
     }
+    if (meta !== null) route = routeWithMetadata(route, meta);
     const id = this.allocId();
-    const st = new CallerStream<Req, Resp>(id, name, link, this.host, codecs, (s) => {
+    const st = new CallerStream<Req, Resp>(id, name, link, this.host, codecs, observer, (s) => {
       this.streams.delete(s.id);
     });
     this.streams.set(id, st as unknown as CallerStream<unknown, unknown>);
-    link.send({ op: OP_STREAM_OPEN, flags: 0, mux: id, seq: 0, deadline: timeout ?? 0, route, payload });
+    const flags = meta === null ? 0 : FLAG_METADATA;
+    link.send({ op: OP_STREAM_OPEN, flags, mux: id, seq: 0, deadline: timeout ?? 0, route, payload });
     return st.open(timeout, signal);
   }
 

@@ -63,6 +63,17 @@ export function handlerErrorMessage(mux: number, e: unknown): OutMessage {
   return errorMessage(mux, "remote", d.message, d.code);
 }
 
+/**
+ * The OP_ERROR message for a call an interceptor refused (or failed): a {@link GridError} keeps
+ * its code (an UnauthorizedError reaches the caller as "unauthorized"), anything else travels
+ * as a handler's failure does.
+ */
+export function refusalMessage(mux: number, e: unknown): OutMessage {
+  if (!(e instanceof GridError) || e instanceof InvalidError) return handlerErrorMessage(mux, e);
+  const remoteCode = (e as { remoteCode?: unknown }).remoteCode;
+  return errorMessage(mux, e.code, e.message, typeof remoteCode === "string" ? remoteCode : undefined);
+}
+
 /** The stats code of a call that ended with `reason`: a GridError's code, "canceled" for an abort, else "remote". */
 export function errorCode(reason: unknown): string {
   if (reason instanceof GridError) return reason.code;

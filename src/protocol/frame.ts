@@ -3,7 +3,8 @@
  * one or more wire messages back to back. Each message is an 18-byte header —
  * op u8, flags u8, mux u32, seq u32, deadline u32, payload length u32, all
  * big-endian — then, when FLAG_ROUTE is set, a route section (u8 length +
- * UTF-8 handler name, u8 length + UTF-8 subroute), then the payload.
+ * UTF-8 handler name, u8 length + UTF-8 subroute), when FLAG_METADATA is set
+ * too a metadata section (u16 length + entries, see metadata.ts), then the payload.
  *
  * Decoding is total: any byte sequence either decodes or raises ProtocolError.
  *
@@ -11,7 +12,7 @@
  */
 import { ProtocolError } from "../errors.ts";
 import { DEFAULT_LIMITS, HEADER_BYTES } from "./limits.ts";
-import { FLAG_ROUTE, KNOWN_FLAGS, OP_NAMES, opHasRoute } from "./ops.ts";
+import { FLAG_METADATA, FLAG_ROUTE, KNOWN_FLAGS, OP_NAMES, opHasRoute } from "./ops.ts";
 
 /** A decoded wire message. `payload` is a view into the frame. */
 export interface Message {
@@ -23,10 +24,19 @@ export interface Message {
   deadline: number;
   handler: string;
   subroute: string;
+  /**
+   * The entries of the metadata section (a view into the frame, without its length), or null
+   * when the message has none. Decoded by the callee (see metadata.ts), which answers a call
+   * whose metadata is malformed or too large with an error instead of closing the socket.
+   */
+  metadata: Uint8Array | null;
   payload: Uint8Array;
 }
 
-/** A message to encode. `route` is the pre-encoded route section (see {@link encodeRoute}). */
+/**
+ * A message to encode. `route` is the pre-encoded route section (see {@link encodeRoute}),
+ * followed by the metadata section when `flags` has FLAG_METADATA.
+ */
 export interface OutMessage {
   op: number;
   flags: number;
@@ -167,6 +177,7 @@ export function decodeFrame(frame: Uint8Array, maxPayload: number): Message[] {
     o += HEADER_BYTES;
     let handler = "";
     let subroute = "";
+    let metadata: Uint8Array | null = null;
     if (hasRoute) {
       if (o >= len) fail("truncated route");
       const hl = frame[o++];
@@ -178,12 +189,20 @@ export function decodeFrame(frame: Uint8Array, maxPayload: number): Message[] {
       if (len - o < sl) fail(`subroute length ${sl} exceeds remaining ${len - o} bytes`);
       subroute = sl === 0 ? "" : decodeText(frame.subarray(o, o + sl));
       o += sl;
-    }
+      if ((flags & FLAG_METADATA) !== 0) {
+        if (len - o < 2) fail("truncated metadata length");
+        const ml = (frame[o] << 8) | frame[o + 1];
+        o += 2;
+        if (len - o < ml) fail(`metadata length ${ml} exceeds remaining ${len - o} bytes`);
+        metadata = frame.subarray(o, o + ml);
+        o += ml;
+      }
+    } else if ((flags & FLAG_METADATA) !== 0) fail(`op "${OP_NAMES[op]}" must not carry metadata`);
     if (plen > maxPayload) fail(`payload length ${plen} exceeds maxMessageBytes ${maxPayload}`);
     if (plen > len - o) fail(`payload length ${plen} exceeds remaining ${len - o} bytes`);
     const payload = plen === 0 ? EMPTY : frame.subarray(o, o + plen);
     o += plen;
-    out.push({ op, flags, mux, seq, deadline, handler, subroute, payload });
+    out.push({ op, flags, mux, seq, deadline, handler, subroute, metadata, payload });
   }
   return out;
 }

@@ -15,6 +15,12 @@ export const DEFAULT_LIMITS = {
   maxMessageBytes: 4 << 20,
   /** Bytes of a handler name or subroute, at most. */
   maxRouteBytes: 255,
+  /**
+   * Bytes of a call's metadata section (its entries, without the 2-byte length), at most:
+   * larger metadata is refused before sending, and a call that carries more is answered
+   * with an error (code "too-large") without running anything.
+   */
+  maxMetadataBytes: 4096,
   /** Messages in one frame, at most. */
   maxMessagesPerFrame: 4096,
   /** A batch frame is closed once it holds this many bytes (a single larger message goes alone). */

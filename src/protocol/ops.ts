@@ -59,8 +59,13 @@ export const OP_STREAM_PONG = 22;
 
 /** The message carries a route section (handler name and subroute). */
 export const FLAG_ROUTE = 1;
+/**
+ * The message carries a metadata section after its route (only with FLAG_ROUTE): u16 length,
+ * then entries of u8 key length + UTF-8 key, u16 value length + UTF-8 value.
+ */
+export const FLAG_METADATA = 2;
 /** Every flag bit the protocol defines; others must be zero. */
-export const KNOWN_FLAGS = FLAG_ROUTE;
+export const KNOWN_FLAGS = FLAG_ROUTE | FLAG_METADATA;
 
 /** Human-readable op names, for errors and debugging. */
 export const OP_NAMES: Readonly<Record<number, string>> = {

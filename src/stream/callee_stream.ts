@@ -11,6 +11,7 @@ import { DisconnectedError, GridError, PayloadTooLargeError, ProtocolError, Time
 import type { HandlerRegistry, StreamEntry } from "../handlers/registry.ts";
 import type { Link } from "../link.ts";
 import type { Message } from "../protocol/frame.ts";
+import type { Metadata } from "../protocol/metadata.ts";
 import {
   OP_STREAM_ACK,
   OP_STREAM_PING,
@@ -22,9 +23,10 @@ import {
   OP_STREAM_RESP_CREDIT,
   OP_STREAM_RESP_END,
 } from "../protocol/ops.ts";
+import { type CallObserver, CallListeners, IncomingCallInfo, type IncomingInterceptor, runChain } from "../interceptors.ts";
 import type { StreamCall } from "../types.ts";
 import type { HandlerStatsTable } from "../stats/handler_stats.ts";
-import { describe, errorMessage, handlerErrorMessage, msg, REQUESTS_STOPPED, whenPassed } from "../mux/wire.ts";
+import { describe, errorMessage, handlerErrorMessage, msg, refusalMessage, REQUESTS_STOPPED, whenPassed } from "../mux/wire.ts";
 import { CreditGate, creditsToReturn } from "./credits.ts";
 
 /** What the callee side (streams and the mux that holds them) needs from its connection. */
@@ -35,6 +37,8 @@ export interface CalleeHost {
   readonly readOnly: boolean;
   readonly registry: HandlerRegistry;
   readonly handlerStats: HandlerStatsTable;
+  /** Interceptors of served calls, outermost first. */
+  readonly incoming: readonly IncomingInterceptor[];
 }
 
 const STOPPED_PAYLOAD = Uint8Array.of(REQUESTS_STOPPED);
@@ -52,6 +56,7 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
   readonly remote: string;
   readonly subroute: string;
   readonly deadline: number | undefined;
+  readonly metadata: Metadata;
   /** Epoch ms when the stream opened, which `deadline` counts from. */
   private readonly openedAt: number;
   readonly payload: unknown;
@@ -83,9 +88,19 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
   /** Cancels the deadline timer, once armed. */
   private stopTimer: (() => void) | undefined;
   private lastHeard = performance.now();
+  /** The interceptors' listeners of this call, or null when none are installed. */
+  private observer: CallObserver | null = null;
 
-  constructor(m: Message, entry: StreamEntry, link: Link, host: CalleeHost, onDone: (s: CalleeStream, ok: boolean) => void) {
+  constructor(
+    m: Message,
+    entry: StreamEntry,
+    link: Link,
+    host: CalleeHost,
+    metadata: Metadata,
+    onDone: (s: CalleeStream, ok: boolean) => void,
+  ) {
     this.id = m.mux;
+    this.metadata = metadata;
     this.link = link;
     this.entry = entry;
     this.host = host;
@@ -145,6 +160,7 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
           const seq = this.sendSeq;
           this.sendSeq = (seq + 1) >>> 0;
           await this.link.sendBulk(msg(OP_STREAM_RESP, this.id, seq, payload));
+          this.observer?.message("sent");
         } catch (e) {
           // The writable is errored now: writes queued behind this one are rejected
           // without reaching this sink, so none is pending any more.
@@ -201,8 +217,36 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
     this.end(handlerErrorMessage(this.id, reason ?? new Error("Responses aborted by the handler")), false, reason, true);
   }
 
-  /** Acknowledges the stream and starts the handler. */
+  /** Runs the stream: through the incoming interceptors, when any are installed. */
   run(): void {
+    const chain = this.host.incoming;
+    if (chain.length === 0) {
+      this.begin().catch(() => {}); // the failure ended the stream already
+      return;
+    }
+    const listeners = new CallListeners();
+    this.observer = listeners;
+    let begun = false;
+    const begin = () => {
+      begun = true;
+      return this.begin();
+    };
+    runChain(chain, new IncomingCallInfo("stream", this.entry.name, this, listeners), begin).then(() => {
+      // An interceptor that returned without next() would leave the caller's open waiting.
+      if (!begun) this.end(refusalMessage(this.id, new Error(`Stream "${this.entry.name}" was not started by its interceptors`)), false, undefined);
+    }, (e) => {
+      // A refusal: nothing ran, the caller's open rejects with it. After the handler's own
+      // failure the stream has ended already, and this does nothing.
+      this.end(refusalMessage(this.id, e), false, e);
+    });
+  }
+
+  /**
+   * Acknowledges the stream and starts the handler; resolves when it returned, rejects with its
+   * error (the stream has ended with it then).
+   */
+  private begin(): Promise<void> {
+    if (this.done) return Promise.resolve(); // canceled while interceptors ran
     const ack = new Uint8Array(8);
     const dv = new DataView(ack.buffer);
     dv.setUint32(0, this.entry.inCapacity);
@@ -213,7 +257,7 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
     } catch (e) {
       const d = describe(e);
       this.end(errorMessage(this.id, "remote", `Cannot decode stream payload: ${d.message}`), false, e);
-      return;
+      return Promise.reject(e);
     }
     if (this.deadline !== undefined) {
       this.stopTimer = whenPassed(this.start + (this.deadline - this.openedAt), () => {
@@ -221,12 +265,15 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
         this.end(errorMessage(this.id, "timeout", err.message), false, err);
       });
     }
-    Promise.resolve()
+    return Promise.resolve()
       .then(() => this.entry.fn(this))
       .then((r) => isAsyncIterable(r) ? this.pump(r) : undefined)
       .then(
         () => this.returned_(),
-        (e) => this.end(handlerErrorMessage(this.id, e), false, e, true),
+        (e) => {
+          this.end(handlerErrorMessage(this.id, e), false, e, true);
+          throw e;
+        },
       );
   }
 
@@ -266,6 +313,7 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
           return this.violation(`cannot decode request: ${describe(e).message}`);
         }
         this.reqCtrl.enqueue(v);
+        this.observer?.message("received");
         return;
       }
       case OP_STREAM_REQ_END:
@@ -314,6 +362,7 @@ export class CalleeStream implements StreamCall<unknown, unknown, unknown> {
     this.done = true;
     this.stopTimer?.();
     this.wakeIdle();
+    this.observer?.end(ok ? undefined : reason ?? new GridError("closed", "Stream ended"));
     if (final !== null && !this.link.closed) {
       if (afterData) this.link.sendAfterBulk(final);
       else this.link.send(final);

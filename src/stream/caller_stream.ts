@@ -5,6 +5,7 @@
  * @module
  */
 import { DisconnectedError, GridError, PayloadTooLargeError, ProtocolError, TimeoutError } from "../errors.ts";
+import type { CallObserver } from "../interceptors.ts";
 import type { Link } from "../link.ts";
 import type { Message } from "../protocol/frame.ts";
 import { DEFAULT_LIMITS } from "../protocol/limits.ts";
@@ -51,6 +52,8 @@ export class CallerStream<Req, Resp> {
   private readonly name: string;
   private readonly host: MuxHost;
   private readonly codecs: StreamCodecs<Req, Resp>;
+  /** The interceptors' listeners of this call, or null when none are installed. */
+  private readonly observer: CallObserver | null;
   private readonly onDone: (s: CallerStream<Req, Resp>) => void;
   private state = OPENING;
   private openResolve: ((s: Stream<Req, Resp>) => void) | null = null;
@@ -80,6 +83,7 @@ export class CallerStream<Req, Resp> {
     link: Link,
     host: MuxHost,
     codecs: StreamCodecs<Req, Resp>,
+    observer: CallObserver | null,
     onDone: (s: CallerStream<Req, Resp>) => void,
   ) {
     this.id = id;
@@ -87,6 +91,7 @@ export class CallerStream<Req, Resp> {
     this.link = link;
     this.host = host;
     this.codecs = codecs;
+    this.observer = observer;
     this.onDone = onDone;
   }
 
@@ -150,10 +155,11 @@ export class CallerStream<Req, Resp> {
           return this.fail(new ProtocolError(`Cannot decode response of stream "${this.name}"`, { cause: e }), true);
         }
         this.respCtrl!.enqueue(v);
+        this.observer?.message("received");
         return;
       }
       case OP_STREAM_RESP_END:
-        this.finish();
+        this.finish(undefined);
         this.respCtrl!.close();
         this.reqCtrl?.error(new GridError("closed", `Cannot write: stream "${this.name}" ended`));
         this.gate?.fail(new GridError("closed", `Cannot write: stream "${this.name}" ended`));
@@ -246,6 +252,7 @@ export class CallerStream<Req, Resp> {
           const seq = this.sendSeq;
           this.sendSeq = (seq + 1) >>> 0;
           await this.link.sendBulk(msg(OP_STREAM_REQ, this.id, seq, payload));
+          this.observer?.message("sent");
         },
         close: () => {
           // Behind the requests still queued in the link: the end must not overtake them.
@@ -288,19 +295,20 @@ export class CallerStream<Req, Resp> {
     this.fail(new ProtocolError(`Stream "${this.name}" broke the protocol: ${what}`), true);
   }
 
-  private finish(): boolean {
+  private finish(outcome: unknown): boolean {
     if (this.state === DONE) return false;
     this.state = DONE;
     if (this.timer !== undefined) clearTimeout(this.timer);
     if (this.onAbort !== undefined) this.signal!.removeEventListener("abort", this.onAbort);
     this.onDone(this);
+    this.observer?.end(outcome);
     return true;
   }
 
   /** Ends the stream with `err` on both of its web streams. */
   fail(err: unknown, sendCancel: boolean, reason = CANCEL_ABORTED, fromConsumer = false, afterQueued = false): void {
     const wasOpening = this.state === OPENING;
-    if (!this.finish()) return;
+    if (!this.finish(err)) return;
     if (sendCancel && !this.link.closed) this.link.send(cancelMessage(this.id, reason, err));
     if (wasOpening) {
       const reject = this.openReject!;
