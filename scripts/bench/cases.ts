@@ -118,13 +118,21 @@ export const wsgridCase: BenchCase = {
   }),
 };
 
-function wsgridStreamCase(name: string, suite: Suite, description: string, mode: string, extra: string[] = []): BenchCase {
+function wsgridStreamCase(
+  name: string,
+  suite: Suite,
+  description: string,
+  mode: string,
+  extra: string[] = [],
+  serverExtra: string[] = [],
+): BenchCase {
   return {
     ...wsgridCase,
     name,
     suite,
     description,
     baseline: suite === "stream" ? "raw" : undefined,
+    server: (p) => ({ ...wsgridCase.server(p), args: [...wsgridCase.server(p).args, ...serverExtra] }),
     client: (p) => ({
       script: "scripts/bench/grid_node.ts",
       args: [
@@ -236,6 +244,8 @@ export const CASES: readonly BenchCase[] = [
   peerCase("socketio", "socket.io emit with ack, websocket transport only, binary payload", ["socket.io", "socket.io-client"]),
   rawStreamCase,
   wsgridStreamCase("wsgrid", "stream", "wsgrid stream: handler writes 16 KiB messages as fast as credits allow (default outCapacity 16), caller reads", "stream"),
+  // The same with as many bytes in flight as the raw case allows itself (its 1 MiB of bufferedAmount).
+  wsgridStreamCase("wsgrid-1MiB", "stream", "the wsgrid stream with outCapacity 64: 64 × 16 KiB = 1 MiB in flight, as the raw sender's 1 MiB bufferedAmount", "stream", [], ["--out-capacity", "64"]),
   capnwebStreamCase,
   rawLoadedCase,
   wsgridStreamCase("wsgrid", "loaded", "wsgrid single-request latency (64 B, concurrency 1) idle, then while a 16 KiB stream runs on the same connection", "loaded", ["--concurrency", "1"]),

@@ -79,16 +79,23 @@ const HIGH_WATER = 1 << 20;
 const ECHO_PATH = "/echo";
 const mem = mode === "source" ? new MemorySampler() : undefined;
 
-/** Sends `chunk` while the socket buffers less than HIGH_WATER; polls every 2 ms when above. */
+/**
+ * Sends `chunk` while the socket buffers less than HIGH_WATER; above it, looks
+ * again after each of up to 4 turns of the event loop, then every 2 ms, until
+ * it sent again: the same rule as wsgrid's writer (src/link.ts, FAST_POLLS).
+ */
 function pump(send: () => void, buffered: () => number, open: () => boolean): void {
+  let polls = 0;
   const step = (): void => {
     if (!open()) return;
     try {
+      if (buffered() < HIGH_WATER) polls = 0;
       while (buffered() < HIGH_WATER) send();
     } catch {
       return;
     }
-    setTimeout(step, 2);
+    if (polls++ < 4) setImmediate(step);
+    else setTimeout(step, 2);
   };
   step();
 }
