@@ -80,6 +80,9 @@ async function membership(): Promise<never> {
     shrinkMs: Math.round(shrinkMs * 10) / 10,
     rssPerConnKB: Math.round((after.rss - before.rss) / connections / 102.4) / 10,
     heapPerConnKB: Math.round((after.heap - before.heap) / connections / 102.4) / 10,
+    youngPerConnKB: after.young === null || before.young === null
+      ? null
+      : Math.round((after.young - before.young) / connections / 102.4) / 10,
     rssMB: Math.round(after.rss / 1e5) / 10,
     gc: Boolean(g.gc || g.Bun),
   }) + "\n");
@@ -91,14 +94,25 @@ async function membership(): Promise<never> {
 }
 
 const g = globalThis as { gc?: () => void; Bun?: { gc(force: boolean): void } };
-async function settle(): Promise<{ rss: number; heap: number }> {
+/**
+ * V8's young generation (`new_space`): sized by the allocation and survival
+ * rate, not by what is live, and empty after a GC, yet resident once used. On
+ * Node and Deno; null on Bun (JavaScriptCore has none).
+ */
+const v8 = g.Bun ? null : await import("node:v8").catch(() => null);
+function youngBytes(): number | null {
+  const s = v8?.getHeapSpaceStatistics?.().find((x) => x.space_name === "new_space");
+  return s === undefined ? null : s.space_size;
+}
+
+async function settle(): Promise<{ rss: number; heap: number; young: number | null }> {
   for (let i = 0; i < 3; i++) {
     if (g.Bun) g.Bun.gc(true);
     else g.gc?.();
     await new Promise((r) => setTimeout(r, 20));
   }
   const m = process.memoryUsage();
-  return { rss: m.rss, heap: m.heapUsed };
+  return { rss: m.rss, heap: m.heapUsed, young: youngBytes() };
 }
 
 // A throwaway 2-node mesh first, so module loading and compilation are not
