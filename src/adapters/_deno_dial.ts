@@ -38,6 +38,11 @@ const MAX_HEAD_BYTES = 16 << 10;
 /** How long `close()` waits for the server's close frame before cutting the connection. */
 const CLOSE_GRACE_MS = 2_000;
 /**
+ * How long the reader may go on after a write failed (see `writeFailed`):
+ * what the peer sent before it reset is read within a few ms on loopback.
+ */
+const WRITE_FAIL_GRACE_MS = 250;
+/**
  * Reads go into a buffer of {@link FIRST_READ_BYTES} that grows, fourfold per read that
  * filled it, up to {@link READ_BYTES}: an idle connection (pings, the odd request) holds
  * 4 KiB, not 64, while a stream's reader reaches whole frames per read after two reads.
@@ -301,6 +306,7 @@ export class DenoClientSocket implements GridSocket {
   }
 
   private enqueue(frame: Uint8Array): void {
+    if (this.writeError !== null) return;
     this.queue.push(frame);
     this.queued += frame.length;
     if (!this.writing) void this.writeLoop();
@@ -333,17 +339,35 @@ export class DenoClientSocket implements GridSocket {
         }
       }
     } catch (err) {
-      if (!this.finished) {
-        this.emit("error", { message: err instanceof Error ? err.message : String(err) });
-        this.finish(1006, "");
-      }
+      if (!this.finished) this.writeFailed(err);
     } finally {
       this.writing = false;
       const waiters = this.drainWaiters;
       this.drainWaiters = [];
       for (const w of waiters) w();
-      if (!this.finished) this.emit("drain", undefined);
+      if (!this.finished && this.writeError === null) this.emit("drain", undefined);
     }
+  }
+
+  /** Set once a write failed: frames sent from then on are dropped. */
+  private writeError: unknown = null;
+  private writeFailTimer: ReturnType<typeof setTimeout> | undefined;
+
+  /**
+   * A write failed: the peer reset or closed its end. What it sent before that
+   * may still be unread (its close frame, or a last message such as the grid's
+   * "drained" notice, which tells which calls never ran there), so the reader
+   * gets {@link WRITE_FAIL_GRACE_MS} to deliver it and end the socket; then it fails.
+   */
+  private writeFailed(err: unknown): void {
+    this.writeError = err;
+    this.queue.length = 0;
+    this.queued = 0;
+    this.writeFailTimer = setTimeout(() => {
+      if (this.finished) return;
+      this.emit("error", { message: err instanceof Error ? err.message : String(err) });
+      this.finish(1006, "");
+    }, WRITE_FAIL_GRACE_MS);
   }
 
   /** Closes the connection and fires "close" once. */
@@ -352,6 +376,7 @@ export class DenoClientSocket implements GridSocket {
     this.finished = true;
     this.readyState = 3;
     if (this.closeTimer !== undefined) clearTimeout(this.closeTimer);
+    if (this.writeFailTimer !== undefined) clearTimeout(this.writeFailTimer);
     closeQuietly(this.conn);
     this.queue.length = 0;
     this.queued = 0;
