@@ -86,6 +86,9 @@ export interface ConnectionOwner {
  */
 const DRAINED_MUX = 0;
 
+/** How often a draining connection looks whether its requests in service are answered, ms. */
+const DRAIN_LOOK_MS = 5;
+
 const ZERO_COUNTERS = { bytesIn: 0, bytesOut: 0, messagesIn: 0, messagesOut: 0, framesIn: 0, framesOut: 0 };
 
 interface Waiter {
@@ -561,7 +564,9 @@ export class Connection {
           if (m.mux === DRAINED_MUX) this.remoteDrained(link, m.payload);
           else this.caller.onMessage(m);
         }
-        else if (m.op === OP_REQUEST && this.callee.requestCount >= this.servedCap.requests) {
+        else if (this.draining && (m.op === OP_REQUEST || m.op === OP_STREAM_OPEN)) {
+          // Not taken: the grid is closing, and its "drained" notice tells the remote this call never ran here.
+        } else if (m.op === OP_REQUEST && this.callee.requestCount >= this.servedCap.requests) {
           link.send(errorMessage(m.mux, "busy", `Cannot serve "${m.handler}": ${this.servedCap.requests} requests in service for this caller`));
         } else if (m.op === OP_STREAM_OPEN && this.callee.streams.size >= this.servedCap.streams) {
           link.send(errorMessage(m.mux, "busy", `Cannot serve "${m.handler}": ${this.servedCap.streams} streams in service for this caller`));
@@ -636,6 +641,29 @@ export class Connection {
   private setDown(): void {
     this.stateValue = "down";
     this.owner.notify("disconnect", this);
+  }
+
+  /** Set while the grid drains before it closes: calls that arrive are not taken. */
+  private draining = false;
+
+  /**
+   * @internal The first half of a graceful close: while requests taken from the remote are
+   * still in service, stops taking new calls and resolves once every one is answered or after
+   * `ms`, whichever comes first; `close()` then sends the "drained" notice, which makes the calls
+   * the remote still has open here fail as unsent (so `retryOn` sends them elsewhere). Null when
+   * nothing is in service (close at once).
+   */
+  drain(ms: number): Promise<void> | null {
+    if (this.stateValue === "closed" || this.link === null || this.callee.requestCount === 0) return null;
+    this.draining = true;
+    const until = performance.now() + ms;
+    return new Promise((resolve) => {
+      const look = () => {
+        if (this.link === null || this.callee.requestCount === 0 || performance.now() >= until) resolve();
+        else setTimeout(look, DRAIN_LOOK_MS);
+      };
+      setTimeout(look, DRAIN_LOOK_MS);
+    });
   }
 
   /**

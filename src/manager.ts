@@ -251,6 +251,8 @@ export class Manager extends EventTarget implements SocketAcceptor {
   private dialTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly started = performance.now();
   private closed = false;
+  /** Settles once close() finished (after its drain); null before close(). */
+  private closeDone: Promise<void> | null = null;
   private readonly rejected: Record<string, number> = {};
   /** Handler names that a host answered with unknown-handler since it last connected (see `pick`). */
   private readonly lacking = new Map<string, Set<string>>();
@@ -693,7 +695,9 @@ export class Manager extends EventTarget implements SocketAcceptor {
   }
 
   /**
-   * Closes the grid: rejects in-flight calls, closes sockets, clears timers.
+   * Closes the grid: rejects in-flight calls, closes sockets, clears timers. Requests this
+   * grid is serving get up to 1 s to be answered first (calls that arrive meanwhile are not
+   * taken, and their callers see them fail as never sent, which `retryOn` retries elsewhere).
    *
    * @example
    * ```ts
@@ -701,16 +705,30 @@ export class Manager extends EventTarget implements SocketAcceptor {
    * ```
    */
   close(): Promise<void> {
-    if (this.closed) return Promise.resolve();
+    if (this.closeDone !== null) return this.closeDone;
     this.closed = true;
     if (this.dialTimer !== undefined) clearTimeout(this.dialTimer);
-    for (const c of this.connections.values()) c.close();
-    for (const c of this.adminConnections) c.close();
-    this.adminConnections.clear();
-    this.closing.abort(new GridError("closed", `Grid "${this.local}" closed`));
-    this.dispatchEvent(new Event("close"));
-    return Promise.resolve();
+    // Requests being served get up to closeDrain to finish (nothing new is taken meanwhile), so
+    // that a graceful stop answers what it took and tells its peers the rest never ran here.
+    const drains: Promise<void>[] = [];
+    for (const c of this.connections.values()) {
+      const d = c.drain(DEFAULT_LIMITS.closeDrain);
+      if (d !== null) drains.push(d);
+    }
+    const finish = () => {
+      for (const c of this.connections.values()) c.close();
+      for (const c of this.adminConnections) c.close();
+      this.adminConnections.clear();
+      this.closing.abort(new GridError("closed", `Grid "${this.local}" closed`));
+      this.dispatchEvent(new Event("close"));
+    };
+    if (drains.length === 0) {
+      finish();
+      this.closeDone = Promise.resolve();
+    } else this.closeDone = Promise.all(drains).then(finish);
+    return this.closeDone;
   }
+
 
   /**
    * Closes the grid, as {@link Manager.close} does, at the end of an `await using` scope.

@@ -45,6 +45,11 @@ const started: TestNode[] = [];
 async function startNode(url: string, hosts: string[], over: Partial<ManagerOptions> = {}): Promise<TestNode> {
   const grid = new Manager({ secret: SECRET, ...BASE, ...over, local: url, hosts });
   grid.handle("whoami", () => enc.encode(url));
+  // Answers with its URL after the number of ms in the request.
+  grid.handle("slow", async (req) => {
+    await new Promise((r) => setTimeout(r, Number(dec.decode(req))));
+    return enc.encode(url);
+  });
   grid.handle("hold", (_req, ctx) =>
     new Promise<Uint8Array>((_resolve, reject) => {
       const timer = setTimeout(() => reject(new Error("held too long")), 20_000);
@@ -338,6 +343,30 @@ describe("pick and retryOn", () => {
     started.splice(started.indexOf(nodes[2]), 1);
     await waitUntil(() => na.grid.connection(urls[2]).state !== "up", "c down");
     await assert.rejects(toB.request("whoami", new Uint8Array(), { retryOn: "disconnected", timeout: 3_000 }), DisconnectedError);
+  });
+
+  it("a closing grid answers the requests it serves first; a call that reaches it meanwhile fails as unsent and retryOn sends it elsewhere", TEST, async () => {
+    const urls = await freeUrls(3);
+    const nodes = await Promise.all(urls.map((u) => startNode(u, urls)));
+    await waitUntil(() => allUp(nodes), "every pair up");
+    const [na, nb] = nodes;
+    const toB = na.grid.connection(urls[1]);
+    const served = settled(toB.request("slow", enc.encode("300"), { timeout: 5_000 }));
+    await waitUntil(() => nb.grid.stats().connections[urls[0]].serving.requests === 1, "the slow call reached b");
+    started.splice(started.indexOf(nb), 1);
+    const closed = nb.grid.close();
+    assert.equal(toB.state, "up", "b keeps the connection while it drains");
+    const during = settled(toB.request("whoami", new Uint8Array(), { retryOn: "disconnected", timeout: 5_000 }));
+    const answer = await withTimeout(served, "the call b was serving");
+    assert.ok(answer instanceof Uint8Array, `b answered the call it was serving, got ${answer}`);
+    assert.equal(dec.decode(answer), urls[1]);
+    const moved = await withTimeout(during, "the call sent while b drained");
+    assert.ok(moved instanceof Uint8Array, `the call sent during the drain was retried, got ${moved}`);
+    assert.equal(dec.decode(moved), urls[2], "it never ran on b and went to c");
+    await withTimeout(closed, "b's close()");
+    assert.equal(nb.grid.close(), nb.grid.close(), "close() called again returns the same promise");
+    await nb.server.close();
+    await waitUntil(() => toB.state !== "up", "b down at a");
   });
 
   it("pick({ handler }) skips a peer that answered a retryOn call of it with unknown-handler until it reconnects", TEST, async () => {

@@ -58,6 +58,11 @@ export const DEFAULT_LIMITS = {
   writeTimeout: 4_000,
   /** Largest ping payload, bytes. */
   maxPingBytes: 16,
+  /**
+   * A closing grid lets the requests it is serving finish for up to this long before it
+   * closes their connections (requests that arrive meanwhile are not taken), ms.
+   */
+  closeDrain: 1_000,
   /** Requests a peer may have served at once on one connection; more are refused with "busy". */
   maxServedRequests: 4096,
   /** Streams a peer may have served at once on one connection; more are refused with "busy". */
