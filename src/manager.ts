@@ -729,7 +729,6 @@ export class Manager extends EventTarget implements SocketAcceptor {
     return this.closeDone;
   }
 
-
   /**
    * Closes the grid, as {@link Manager.close} does, at the end of an `await using` scope.
    *
