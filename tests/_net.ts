@@ -4,13 +4,46 @@
  * below the kernel's ephemeral range (Linux: 32768–60999): the kernel hands
  * that range to every `listen(0)` and every outgoing socket, so a port taken
  * from it and released could be given away before the test listens on it.
+ *
+ * Below that range only our own test processes bind, and several run at once:
+ * two of them could pick the same free port and race to listen on it. So a
+ * port is also claimed in a directory shared by every test process on the
+ * machine (one file per port, created exclusively); a claim older than
+ * `CLAIM_MS` is stale and can be taken over.
  */
+import { mkdirSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 /** Below the ephemeral range and above the ports services usually take. */
 const LOW = 20_000;
 const HIGH = 32_000;
 const TRIES = 200;
+/** How long a claimed port stays out of other test processes' reach: longer than any test leaves a port unbound. */
+const CLAIM_MS = 5 * 60_000;
+const CLAIMS = join(tmpdir(), "wsgrid-test-ports");
+
+/** Claims `port` for this process; false when another test process claimed it recently. */
+function claim(port: number): boolean {
+  const file = join(CLAIMS, String(port));
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      mkdirSync(CLAIMS, { recursive: true });
+      writeFileSync(file, "", { flag: "wx" });
+      return true;
+    } catch (e) {
+      if ((e as { code?: string }).code !== "EEXIST") return true; // no shared directory: no claims
+      try {
+        if (Date.now() - statSync(file).mtimeMs < CLAIM_MS) return false;
+        unlinkSync(file); // stale: take it over
+      } catch {
+        // removed or replaced meanwhile: try once more
+      }
+    }
+  }
+  return false;
+}
 
 /** Resolves true when `port` can be bound on 127.0.0.1 right now (it is released again). */
 function bindable(port: number): Promise<boolean> {
@@ -26,8 +59,9 @@ export async function freePorts(n: number, pairs = false): Promise<number[]> {
   const out = new Set<number>();
   for (let i = 0; i < TRIES && out.size < n; i++) {
     const port = LOW + Math.floor(Math.random() * (HIGH - LOW - 1));
-    if (out.has(port) || (pairs && out.has(port + 1)) || !(await bindable(port))) continue;
-    if (pairs && !(await bindable(port + 1))) continue;
+    if (out.has(port) || (pairs && out.has(port + 1)) || !claim(port)) continue;
+    if (pairs && !claim(port + 1)) continue;
+    if (!(await bindable(port)) || (pairs && !(await bindable(port + 1)))) continue;
     out.add(port);
   }
   if (out.size < n) throw new Error(`Cannot pick ${n} free ports in ${LOW}–${HIGH} after ${TRIES} tries`);
