@@ -74,6 +74,11 @@ export interface ConnectionOwner {
   countRejected(reason: string): void;
   /** Opens a socket to `url` (the global WebSocket, unless the owner overrides it). */
   openSocket(url: string): GridSocket;
+  /**
+   * Waits for a turn to dial, when the owner bounds its dials in progress (a Manager does);
+   * the result ends the turn. Resolves at once once `signal` is aborted.
+   */
+  readonly dialTurn?: (signal: AbortSignal) => Promise<() => void>;
   /** State changes worth an event. */
   notify(type: "connect" | "disconnect" | "restart", conn: Connection): void;
   /** Runs a request made with `retryOn: "disconnected"` (a Manager: on other peers too); absent on a Client. */
@@ -500,6 +505,11 @@ export class Connection {
     let attempt = 0;
     const s = this.owner.settings;
     while (this.stateValue !== "closed") {
+      const endTurn = await this.owner.dialTurn?.(this.closing.signal);
+      if (this.isClosed()) {
+        endTurn?.();
+        break;
+      }
       const r = await dial({
         url: this.url,
         remote: this.remote,
@@ -507,7 +517,7 @@ export class Connection {
         credentials: this.owner.credentials,
         openSocket: (url) => this.owner.openSocket(url),
         signal: this.closing.signal,
-      });
+      }).finally(endTurn);
       if (r.ok) {
         const upAt = performance.now();
         await new Promise<void>((resolve) => {
@@ -591,8 +601,10 @@ export class Connection {
     this.stateValue = "up";
     const interval = this.owner.settings.pingInterval;
     if (this.tickTimer === undefined) {
+      // One timer per connection: call deadlines, stream silence, and the link's pings.
       this.tickTimer = setInterval(() => {
         const now = performance.now();
+        this.link?.pingTick(now);
         this.caller.tick(now);
         this.callee.tick(now, 2 * this.remotePing + 1000);
       }, Math.max(10, interval / 2));

@@ -173,7 +173,9 @@ export class Link {
   private fastPolls = 0;
   /** The socket dispatches "drain" (see `GridSocket.drainEvents`). */
   private readonly drainEvents: boolean;
-  private pingTimer: ReturnType<typeof setInterval> | undefined;
+  /** Ping interval once {@link startPing} ran, ms; 0 before. */
+  private pingEvery = 0;
+  private lastPing = 0;
   private lastPong = 0;
   private closeError: GridError | null = null;
 
@@ -341,19 +343,30 @@ export class Link {
     if (!this.scheduled) this.schedule();
   }
 
-  /** Starts connection pings; the link closes when no pong came for 2 intervals. */
+  /** Starts connection pings, sent by {@link pingTick}; the link closes when no pong came for 2 intervals. */
   startPing(interval: number): void {
-    this.lastPong = performance.now();
-    this.pingTimer = setInterval(() => {
-      const now = performance.now();
-      if (now - this.lastPong > 2 * interval) {
-        this.close(new DisconnectedError(`Connection lost: no pong for ${Math.round(now - this.lastPong)} ms`), 4000);
-        return;
-      }
-      const p = new Uint8Array(8);
-      new DataView(p.buffer).setFloat64(0, now);
-      this.send({ op: OP_PING, flags: 0, mux: 0, seq: 0, deadline: 0, route: null, payload: p });
-    }, interval);
+    this.pingEvery = interval;
+    this.lastPing = this.lastPong = performance.now();
+  }
+
+  /**
+   * The owner's clock, at least twice per ping interval once pings started (the connection's
+   * one timer drives this, rather than a timer per link): closes the link when no pong came
+   * for 2 intervals, else sends a ping when one is due.
+   */
+  pingTick(now: number): void {
+    const every = this.pingEvery;
+    if (every === 0 || this.closed) return;
+    if (now - this.lastPong > 2 * every) {
+      this.close(new DisconnectedError(`Connection lost: no pong for ${Math.round(now - this.lastPong)} ms`), 4000);
+      return;
+    }
+    // Every second tick: ticks come each half interval, and a timer fires late, not early.
+    if (now - this.lastPing < 0.75 * every) return;
+    this.lastPing = now;
+    const p = new Uint8Array(8);
+    new DataView(p.buffer).setFloat64(0, now);
+    this.send({ op: OP_PING, flags: 0, mux: 0, seq: 0, deadline: 0, route: null, payload: p });
   }
 
   /** Writes what is queued now (before a close, say), without waiting for writers. */
@@ -605,9 +618,7 @@ export class Link {
     if (this.closed) return;
     this.closed = true;
     this.closeError = err;
-    if (this.pingTimer !== undefined) clearInterval(this.pingTimer);
     this.stopDrainTimer();
-    this.pingTimer = undefined;
     const bulk = this.bulk;
     for (let i = this.bulkHead; i < bulk.length; i++) bulk[i].reject(err);
     this.urgent = [];

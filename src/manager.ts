@@ -38,6 +38,7 @@ import type {
 import { registerBuiltins } from "./builtins.ts";
 import { checkHosts, CLOSE_REMOVED, removedMessage } from "./membership/host_list.ts";
 import { broadcast, type BroadcastOptions, type BroadcastResult } from "./membership/broadcast.ts";
+import { DialTurns } from "./membership/dial_turns.ts";
 import { pickConnection, type PickOptions } from "./membership/pick.ts";
 import { requestWithRetry, type RetryHost } from "./membership/retry.ts";
 import { checkInterceptor, type IncomingInterceptor, type Interceptor, type OutgoingInterceptor } from "./interceptors.ts";
@@ -263,6 +264,9 @@ export class Manager extends EventTarget implements SocketAcceptor {
   readonly credentials: DialCredentials;
   /** @internal A peer's refusal is unauthenticated: it never fails waiting calls. */
   readonly refusalsFailCalls = false;
+  private readonly turns = new DialTurns(DEFAULT_LIMITS.maxConcurrentDials, DEFAULT_LIMITS.dialTurnMs);
+  /** @internal See {@link ConnectionOwner.dialTurn}. */
+  readonly dialTurn = (signal: AbortSignal): Promise<() => void> => this.turns.take(signal);
   private readonly closing = new AbortController();
 
   /**

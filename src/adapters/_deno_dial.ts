@@ -47,7 +47,7 @@ const WRITE_FAIL_GRACE_MS = 250;
  * filled it, up to {@link READ_BYTES}: an idle connection (pings, the odd request) holds
  * 4 KiB, not 64, while a stream's reader reaches whole frames per read after two reads.
  */
-const FIRST_READ_BYTES = 4 << 10;
+const FIRST_READ_BYTES = 1 << 10;
 const READ_BYTES = 64 << 10;
 
 const encoder = new TextEncoder();

@@ -38,6 +38,13 @@ export const DEFAULT_LIMITS = {
   bulkQueueBytes: 256 << 10,
   /** Handshakes the accepting side runs at once; more are closed with code 1013 (try again later). */
   maxConcurrentHandshakes: 32,
+  /**
+   * Dials a node runs at once (socket and handshake); the others wait their turn, so that
+   * joining a large grid does not open every socket in one burst (see membership/dial_turns.ts).
+   */
+  maxConcurrentDials: 2,
+  /** A dial holds its turn this long at most, ms, so a silent or slow host delays the others by no more. */
+  dialTurnMs: 250,
   /** A socket must complete its handshake within this many ms. */
   handshakeTimeout: 10_000,
   /** An accepted socket must send its hello within this many ms. */
