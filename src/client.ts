@@ -14,6 +14,7 @@
  *
  * @module
  */
+import { connectionClock } from "./clock.ts";
 import { Connection, type ConnectionOwner, type ConnectionSettings, type ConnectionState } from "./connection.ts";
 import type { SingleDefinition, StreamDefinition } from "./handlers/define.ts";
 import { HandlerRegistry } from "./handlers/registry.ts";
@@ -150,6 +151,7 @@ export class Client extends EventTarget {
       },
       refusalsFailCalls: true,
       countRejected: () => {},
+      clock: connectionClock(settings.pingInterval),
       openSocket: (target: string) => this.factory ? this.factory(target) : new WebSocket(target) as GridSocket,
       notify: (type) => {
         if (type !== "restart") this.dispatchEvent(new CustomEvent(type, { detail: { host: this.url } }));

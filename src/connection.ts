@@ -15,9 +15,10 @@ import {
 import type { SingleDefinition, StreamDefinition } from "./handlers/define.ts";
 import type { HandlerRegistry } from "./handlers/registry.ts";
 import type { CallObserver, IncomingInterceptor, OutgoingInterceptor } from "./interceptors.ts";
+import type { Clock } from "./clock.ts";
 import type { Link } from "./link.ts";
-import { MuxCallee } from "./mux/callee.ts";
-import { downError, MuxCaller } from "./mux/caller.ts";
+import { type CalleeHost, MuxCallee } from "./mux/callee.ts";
+import { downError, MuxCaller, type MuxHost } from "./mux/caller.ts";
 import { needsOutgoing, outgoingCall } from "./mux/outgoing.ts";
 import { callTimeout, timeLeft } from "./mux/wire.ts";
 import type { Message } from "./protocol/frame.ts";
@@ -74,6 +75,8 @@ export interface ConnectionOwner {
   countRejected(reason: string): void;
   /** Opens a socket to `url` (the global WebSocket, unless the owner overrides it). */
   openSocket(url: string): GridSocket;
+  /** Ticks every up connection, at least twice per ping interval (see {@link Connection.tick}). */
+  readonly clock: Clock;
   /**
    * Waits for a turn to dial, when the owner bounds its dials in progress (a Manager does);
    * the result ends the turn. Resolves at once once `signal` is aborted.
@@ -125,7 +128,6 @@ export class Connection {
   private readonly closing = new AbortController();
   private sleepTimer: ReturnType<typeof setTimeout> | undefined;
   private sleepWake: (() => void) | null = null;
-  private tickTimer: ReturnType<typeof setInterval> | undefined;
   private readonly waiters = new Set<Waiter>();
   private readonly totals = { ...ZERO_COUNTERS };
   private remoteId: string | null = null;
@@ -134,7 +136,11 @@ export class Connection {
   /** The last connection or handshake error (stats show it while the connection is not up). */
   private lastError: GridError | null = null;
   /** Largest payload we send: the smaller of our and the remote's maxMessageBytes. */
-  private sendLimit: number;
+  /**
+   * What the mux layers read from this connection, one object for both; `maxPayload` is the
+   * limit negotiated at the latest handshake.
+   */
+  private readonly host: MuxHost & CalleeHost & { maxPayload: number };
   /** The remote's ping interval; a stream the caller stopped pinging for 2 of them (+1 s) is dropped. */
   private remotePing: number;
 
@@ -145,28 +151,19 @@ export class Connection {
     this.url = url;
     this.dialer = dialer;
     const s = owner.settings;
-    this.sendLimit = s.maxMessageBytes;
     this.remotePing = s.pingInterval;
     this.servedCap = readOnly ? s.adminServed : s.served;
-    // The mux hosts read the limit negotiated at each handshake.
-    const sendLimit = () => this.sendLimit;
-    this.caller = new MuxCaller({
+    this.host = {
       remote,
-      get maxPayload() {
-        return sendLimit();
-      },
+      maxPayload: s.maxMessageBytes,
       pingInterval: s.pingInterval,
-    });
-    this.callee = new MuxCallee({
-      remote,
-      get maxPayload() {
-        return sendLimit();
-      },
       readOnly,
       registry: owner.registry,
       handlerStats: owner.handlerStats,
       incoming: owner.incoming,
-    });
+    };
+    this.caller = new MuxCaller(this.host);
+    this.callee = new MuxCallee(this.host);
   }
 
   /** Current state. */
@@ -403,10 +400,10 @@ export class Connection {
 
   /** A payload over the limit negotiated with the remote (known once a link is up). */
   private tooLarge(kind: "request" | "stream", name: string, payload: Uint8Array): PayloadTooLargeError | null {
-    if (payload.length <= this.sendLimit) return null;
+    if (payload.length <= this.host.maxPayload) return null;
     const what = kind === "request" ? `send request "${name}"` : `open stream "${name}"`;
     return new PayloadTooLargeError(
-      `Cannot ${what}: payload of ${payload.length} bytes exceeds maxMessageBytes ${this.sendLimit}`,
+      `Cannot ${what}: payload of ${payload.length} bytes exceeds maxMessageBytes ${this.host.maxPayload}`,
     );
   }
 
@@ -591,7 +588,7 @@ export class Connection {
     };
     link.startPing(this.owner.settings.pingInterval);
     const s = this.owner.settings;
-    this.sendLimit = Math.min(s.maxMessageBytes, limits.max);
+    this.host.maxPayload = Math.min(s.maxMessageBytes, limits.max);
     this.remotePing = limits.ping;
     const restarted = this.remoteId !== null && this.remoteId !== remoteId;
     this.remoteId = remoteId;
@@ -599,20 +596,18 @@ export class Connection {
     this.everUp = true;
     this.lastError = null;
     this.stateValue = "up";
-    const interval = this.owner.settings.pingInterval;
-    if (this.tickTimer === undefined) {
-      // One timer per connection: call deadlines, stream silence, and the link's pings.
-      this.tickTimer = setInterval(() => {
-        const now = performance.now();
-        this.link?.pingTick(now);
-        this.caller.tick(now);
-        this.callee.tick(now, 2 * this.remotePing + 1000);
-      }, Math.max(10, interval / 2));
-    }
+    this.owner.clock.add(this);
     for (const w of [...this.waiters]) w.resolve();
     if (restarted) this.owner.notify("restart", this);
     this.owner.notify("connect", this);
     for (const m of early) link.receiver.onMessage(m);
+  }
+
+  /** @internal The owner's clock, while a link is up: call deadlines, stream silence, pings. */
+  tick(now: number): void {
+    this.link?.pingTick(now);
+    this.caller.tick(now);
+    this.callee.tick(now, 2 * this.remotePing + 1000);
   }
 
   /**
@@ -644,8 +639,7 @@ export class Connection {
     if (this.link !== link) return;
     this.link = null;
     this.lastError = err;
-    if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
-    this.tickTimer = undefined;
+    this.owner.clock.delete(this);
     if (this.stateValue === "up") this.setDown();
   }
 
@@ -689,8 +683,7 @@ export class Connection {
     this.stateValue = "closed";
     if (this.sleepTimer !== undefined) clearTimeout(this.sleepTimer);
     this.sleepWake?.();
-    if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
-    this.tickTimer = undefined;
+    this.owner.clock.delete(this);
     const err = this.closedError();
     for (const w of [...this.waiters]) w.reject(err);
     this.closing.abort(err);

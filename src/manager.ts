@@ -6,6 +6,7 @@
  * @module
  */
 import { Acceptor } from "./auth/acceptor.ts";
+import { type Clock, connectionClock } from "./clock.ts";
 import type { DialCredentials } from "./auth/dialer.ts";
 import { Connection, type ConnectionSettings } from "./connection.ts";
 import { DisconnectedError, GridError } from "./errors.ts";
@@ -235,6 +236,8 @@ export class Manager extends EventTarget implements SocketAcceptor {
   }
   /** @internal */
   readonly settings: ConnectionSettings;
+  /** @internal Ticks every up connection (see {@link ConnectionOwner.clock}). */
+  readonly clock: Clock;
   /** @internal */
   readonly registry: HandlerRegistry = new HandlerRegistry();
   /** @internal */
@@ -312,6 +315,7 @@ export class Manager extends EventTarget implements SocketAcceptor {
         streams: positive("admin.maxServedStreams", options.admin?.maxServedStreams, DEFAULT_LIMITS.maxAdminServedStreams),
       },
     };
+    this.clock = connectionClock(this.settings.pingInterval);
     this.retryHost = {
       settings: this.settings,
       pick: (o) => this.pick(o),

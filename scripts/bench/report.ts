@@ -208,7 +208,7 @@ function membershipGoals(res: Results): Goal[] {
       what: `${rt}: memory per connection at 64 hosts (RSS, both ends in one process)`,
       goal: "≤ 64 KiB",
       measured: rss === undefined ? "-" : `${fx(rss, 1)} KiB (heap ${fx(r?.heapPerConnKB as number, 1)} KiB${
-        typeof r?.youngPerConnKB === "number" ? `; V8's young generation grew ${fx(r.youngPerConnKB, 1)} KiB of it` : ""
+        typeof r?.youngPerConnKB === "number" ? `; V8 committed ${fx(r.youngPerConnKB, 1)} KiB to its young generation, not all of it resident` : ""
       })`,
       met: rss === undefined ? null : rss <= 64,
     });
