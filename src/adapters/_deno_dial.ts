@@ -55,6 +55,11 @@ const decoder = new TextDecoder();
 
 type Listener = (ev: never) => void;
 
+/** `list` with `l` added, as a new array of its exact size (a push would reserve 17 slots). */
+function added(list: readonly Listener[], l: Listener): readonly Listener[] {
+  return list.length === 0 ? [l] : [...list, l];
+}
+
 /** Opens `url` (ws:// or wss://) with {@link DenoClientSocket}. */
 export function denoDial(url: string, limits?: DialLimits): GridSocket {
   return new DenoClientSocket(url, { maxFrameBytes: limits?.maxFrameBytes });
@@ -80,7 +85,12 @@ export class DenoClientSocket implements GridSocket {
   private finished = false;
   /** Largest message accepted: a larger frame or message closes with 1009 before it is buffered. */
   private readonly maxFrameBytes: number;
-  private readonly listeners: Record<string, Listener[]> = { open: [], message: [], close: [], error: [], drain: [] };
+  /** Listeners by event type; an array is replaced, at its exact size, when a listener is added. */
+  private listenOpen: readonly Listener[] = [];
+  private listenMessage: readonly Listener[] = [];
+  private listenClose: readonly Listener[] = [];
+  private listenError: readonly Listener[] = [];
+  private listenDrain: readonly Listener[] = [];
   /** A "drain" event follows each time the write queue empties. */
   readonly drainEvents = true;
 
@@ -108,7 +118,12 @@ export class DenoClientSocket implements GridSocket {
   addEventListener(type: "error", listener: (ev: unknown) => void): void;
   addEventListener(type: "drain", listener: () => void): void;
   addEventListener(type: string, listener: (ev: never) => void): void {
-    this.listeners[type]?.push(listener as Listener);
+    const l = listener as Listener;
+    if (type === "message") this.listenMessage = added(this.listenMessage, l);
+    else if (type === "close") this.listenClose = added(this.listenClose, l);
+    else if (type === "error") this.listenError = added(this.listenError, l);
+    else if (type === "open") this.listenOpen = added(this.listenOpen, l);
+    else if (type === "drain") this.listenDrain = added(this.listenDrain, l);
   }
 
   /** Sends one binary message; throws while connecting, drops it once closing (as WHATWG does). */
@@ -131,8 +146,17 @@ export class DenoClientSocket implements GridSocket {
     this.closeTimer = setTimeout(() => this.finish(1006, "no close frame from the server"), CLOSE_GRACE_MS);
   }
 
-  private emit(type: string, ev: unknown): void {
-    for (const listener of this.listeners[type]) {
+  private emit(type: "open" | "message" | "close" | "error" | "drain", ev: unknown): void {
+    const listeners = type === "message"
+      ? this.listenMessage
+      : type === "close"
+      ? this.listenClose
+      : type === "error"
+      ? this.listenError
+      : type === "open"
+      ? this.listenOpen
+      : this.listenDrain;
+    for (const listener of listeners) {
       try {
         (listener as (ev: unknown) => void)(ev);
       } catch (err) {
@@ -141,8 +165,14 @@ export class DenoClientSocket implements GridSocket {
     }
   }
 
+  /**
+   * Connects, then hands over to {@link readFrames} without waiting for it: an open socket
+   * keeps one suspended reader, not the connecting code's frame as well.
+   */
   private async run(url: URL, caCerts: string[] | undefined): Promise<void> {
     let tcp: DenoConn | null = null;
+    let conn: DenoConn;
+    let rest: Uint8Array;
     try {
       const deno = (globalThis as unknown as { Deno: DenoNet }).Deno;
       const secure = url.protocol === "wss:";
@@ -152,24 +182,30 @@ export class DenoClientSocket implements GridSocket {
       const raw = await deno.connect({ hostname, port });
       tcp = raw;
       raw.setNoDelay(true);
-      const conn = secure ? await deno.startTls(raw, caCerts ? { hostname, caCerts } : { hostname }) : raw;
+      conn = secure ? await deno.startTls(raw, caCerts ? { hostname, caCerts } : { hostname }) : raw;
       this.conn = conn;
       if (this.readyState !== 0) throw new Error("closed while connecting");
-      const rest = await handshake(conn, url);
+      rest = await handshake(conn, url);
       if (this.readyState !== 0) throw new Error("closed while connecting");
       this.readyState = 1;
       this.emit("open", undefined);
-      await this.readFrames(conn, rest);
     } catch (err) {
-      if (this.finished) {
-        // close() ran while connecting: the connection made since is ours to close.
-        closeQuietly(this.conn ?? tcp);
-        return;
-      }
-      if (this.conn === null) closeQuietly(tcp);
-      this.emit("error", { message: err instanceof Error ? err.message : String(err) });
-      this.finish(1006, "");
+      this.failed(err, tcp);
+      return;
     }
+    this.readFrames(conn, rest).catch((err) => this.failed(err, null));
+  }
+
+  /** Connecting or reading failed with `err` (`tcp`: the raw connection, before `conn` was set). */
+  private failed(err: unknown, tcp: DenoConn | null): void {
+    if (this.finished) {
+      // close() ran while connecting: the connection made since is ours to close.
+      closeQuietly(this.conn ?? tcp);
+      return;
+    }
+    if (this.conn === null) closeQuietly(tcp);
+    this.emit("error", { message: err instanceof Error ? err.message : String(err) });
+    this.finish(1006, "");
   }
 
   /**
