@@ -79,7 +79,7 @@ export interface ConnectionOwner {
   readonly clock: Clock;
   /**
    * Waits for a turn to dial, when the owner bounds its dials in progress (a Manager does);
-   * the result ends the turn. Resolves at once once `signal` is aborted.
+   * the result ends the turn. Resolves at once when `signal` is aborted.
    */
   readonly dialTurn?: (signal: AbortSignal) => Promise<() => void>;
   /** State changes worth an event. */
@@ -135,10 +135,10 @@ export class Connection {
   private everUp = false;
   /** The last connection or handshake error (stats show it while the connection is not up). */
   private lastError: GridError | null = null;
-  /** Largest payload we send: the smaller of our and the remote's maxMessageBytes. */
   /**
    * What the mux layers read from this connection, one object for both; `maxPayload` is the
-   * limit negotiated at the latest handshake.
+   * largest payload we send: the smaller of our and the remote's maxMessageBytes, from the
+   * latest handshake.
    */
   private readonly host: MuxHost & CalleeHost & { maxPayload: number };
   /** The remote's ping interval; a stream the caller stopped pinging for 2 of them (+1 s) is dropped. */
