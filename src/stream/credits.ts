@@ -69,7 +69,11 @@ export class CreditGate {
  * 0.61–1.21× (median 0.90×) against 0.61–0.81× (median 0.70×) raw, Bun 0.97–0.99×
  * against 0.87–0.92×, Node 1.01–1.05× against 1.01–1.03×, request p99 under the stream
  * on Deno 5.9–6.3× against 6.2–8.5× idle: with half, the writer waited for credit
- * that was still on its way. Three quarters starves the writer (Deno fell to 0.11 GB/s
+ * that was still on its way. The cost is on Node's reader, which writes twice as many
+ * credit messages: there a request's p99 under the stream rose from 1.1–1.7× to
+ * 1.9–3.4× idle (the goal is 5×), and the stream meanwhile from ~1,300 to ~1,100 MB/s.
+ * Returning credit sooner only while the reader has caught up (its queue empty) was
+ * tried and could not be told apart from noise on that machine. Three quarters starves the writer (Deno fell to 0.11 GB/s
  * in an earlier measurement). This cannot stall the sender: a sender out of credits
  * has `capacity` messages on their way, and once they are consumed credit is pending.
  */
