@@ -45,7 +45,7 @@ const WRITE_FAIL_GRACE_MS = 250;
 /**
  * Reads go into a buffer of {@link FIRST_READ_BYTES} that grows, fourfold per read that
  * filled it, up to {@link READ_BYTES}: an idle connection (pings, the odd request) holds
- * 4 KiB, not 64, while a stream's reader reaches whole frames per read after two reads.
+ * 1 KiB, not 64, while a stream's reader reaches whole frames per read after three reads.
  */
 const FIRST_READ_BYTES = 1 << 10;
 const READ_BYTES = 64 << 10;
