@@ -22,6 +22,7 @@ import { downError, MuxCaller, type MuxHost } from "./mux/caller.ts";
 import { needsOutgoing, outgoingCall } from "./mux/outgoing.ts";
 import { callTimeout, timeLeft } from "./mux/wire.ts";
 import type { Message } from "./protocol/frame.ts";
+import { DEFAULT_LIMITS } from "./protocol/limits.ts";
 import { dial, type DialCredentials, type PeerLimits } from "./auth/dialer.ts";
 import { isHandshakeOp, OP_REQUEST, OP_STREAM_OPEN } from "./protocol/ops.ts";
 import { decodeError, errorMessage } from "./mux/wire.ts";
@@ -500,13 +501,19 @@ export class Connection {
   /** Dials until connected, with backoff, and again after each loss, until closed. */
   private async dialLoop(): Promise<void> {
     let attempt = 0;
+    // Dials wait their turn, except a redial after one that failed only once its turn ran out
+    // (a silent host, a blackhole): hosts that stay down like that must not queue up ahead of
+    // live ones, and backoff with jitter spreads their redials. A dial that fails fast (refused,
+    // busy) gives its turn back at once and keeps taking turns, so a join stays paced.
+    let slowFailure = false;
     const s = this.owner.settings;
     while (this.stateValue !== "closed") {
-      const endTurn = await this.owner.dialTurn?.(this.closing.signal);
+      const endTurn = slowFailure ? undefined : await this.owner.dialTurn?.(this.closing.signal);
       if (this.isClosed()) {
         endTurn?.();
         break;
       }
+      const dialAt = performance.now();
       const r = await dial({
         url: this.url,
         remote: this.remote,
@@ -515,6 +522,7 @@ export class Connection {
         openSocket: (url) => this.owner.openSocket(url),
         signal: this.closing.signal,
       }).finally(endTurn);
+      slowFailure = !r.ok && performance.now() - dialAt >= DEFAULT_LIMITS.dialTurnMs;
       if (r.ok) {
         const upAt = performance.now();
         await new Promise<void>((resolve) => {

@@ -114,4 +114,38 @@ describe("a Manager's dials", () => {
     await a.connection(real).waitForConnect({ timeout: 8_000 });
     assert.equal(accepted.size, silent.length, "every silent host was dialed meanwhile");
   });
+
+  it("hosts that stay down do not queue up ahead of a live host added later", { timeout: 60_000 }, async () => {
+    // 40 hosts that accept and never answer: each dial fails at the handshake timeout
+    // (300 ms, longer than a turn) and is redialed. Were redials to take turns, 40 of them
+    // would queue ahead of a host added later (about 40 × 125 ms = 5 s); they do not.
+    const taken = new Set<string>();
+    const local = await urlWhere(() => true, taken);
+    const silent: string[] = [];
+    for (let i = 0; i < 40; i++) silent.push(await urlWhere((u) => shouldDial(local, u), taken));
+    const real = await urlWhere((u) => shouldDial(local, u), taken);
+    const dialed = new Set<string>();
+    for (const url of silent) {
+      const server = createServer((s) => {
+        sockets.push(s);
+        s.on("error", () => {});
+        dialed.add(url);
+      });
+      servers.push(server);
+      await new Promise<void>((r) => server.listen(Number(new URL(url).port), "127.0.0.1", r));
+    }
+    const secret = "dial turns test";
+    const a = new Manager({ local, hosts: [local, ...silent], secret, handshakeTimeout: 300, backoff: { base: 20, cap: 50 } });
+    grids.push(a);
+    served.push(await serve(a, { port: Number(new URL(local).port), hostname: "127.0.0.1" }));
+    // First dials take turns (40 × 125 ms); wait until each silent host was dialed and failed.
+    for (let i = 0; i < 200 && dialed.size < silent.length; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(dialed.size, silent.length, "every silent host was dialed within 10 s");
+    await new Promise((r) => setTimeout(r, 400));
+    const b = new Manager({ local: real, hosts: [local, real], secret });
+    grids.push(b);
+    served.push(await serve(b, { port: Number(new URL(real).port), hostname: "127.0.0.1" }));
+    a.setHosts([local, ...silent, real]);
+    await a.connection(real).waitForConnect({ timeout: 2_500 });
+  });
 });

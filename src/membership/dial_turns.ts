@@ -5,7 +5,9 @@
  * young generation and the allocator's arenas grow to the peak and are not given back), and
  * its handshakes compete for the one thread that runs them all. A turn ends when its dial
  * settles, or after `turnMs` at the latest, so that a silent or slow host delays the dials
- * behind it by no more than that.
+ * behind it by no more than that. A redial after a dial that failed only once its turn ran
+ * out takes no turn (Connection.dialLoop): hosts that stay down like that must not queue up
+ * ahead of the live ones, and backoff spreads their redials.
  *
  * @module
  */
