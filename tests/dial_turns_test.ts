@@ -85,23 +85,31 @@ describe("a Manager's dials", () => {
     for (const s of servers.splice(0)) await new Promise((r) => s.close(r));
   });
 
-  it("silent hosts listed first do not hold back a real one beyond their turns", { timeout: 60_000 }, async () => {
+  /**
+   * A local URL, `n` URLs of hosts it dials that accept TCP and never answer the WebSocket
+   * upgrade (listening), and a URL of one more host it dials; `dialed` fills as they are dialed.
+   */
+  async function withSilentHosts(n: number) {
     const taken = new Set<string>();
     const local = await urlWhere(() => true, taken);
     const silent: string[] = [];
-    for (let i = 0; i < 4; i++) silent.push(await urlWhere((u) => shouldDial(local, u), taken));
+    for (let i = 0; i < n; i++) silent.push(await urlWhere((u) => shouldDial(local, u), taken));
     const real = await urlWhere((u) => shouldDial(local, u), taken);
-    const accepted = new Set<string>();
+    const dialed = new Set<string>();
     for (const url of silent) {
-      // Accepts the TCP connection and never answers the WebSocket upgrade.
       const server = createServer((s) => {
         sockets.push(s);
         s.on("error", () => {});
-        accepted.add(url);
+        dialed.add(url);
       });
       servers.push(server);
       await new Promise<void>((r) => server.listen(Number(new URL(url).port), "127.0.0.1", r));
     }
+    return { local, silent, real, dialed };
+  }
+
+  it("silent hosts listed first do not hold back a real one beyond their turns", { timeout: 60_000 }, async () => {
+    const { local, silent, real, dialed: accepted } = await withSilentHosts(4);
     const hosts = [local, ...silent, real];
     const common = { hosts, secret: "dial turns test", handshakeTimeout: 20_000, backoff: { base: 20, cap: 200 } };
     const a = new Manager({ ...common, local });
@@ -119,21 +127,7 @@ describe("a Manager's dials", () => {
     // 40 hosts that accept and never answer: each dial fails at the handshake timeout
     // (300 ms, longer than a turn) and is redialed. Were redials to take turns, 40 of them
     // would queue ahead of a host added later (about 40 × 125 ms = 5 s); they do not.
-    const taken = new Set<string>();
-    const local = await urlWhere(() => true, taken);
-    const silent: string[] = [];
-    for (let i = 0; i < 40; i++) silent.push(await urlWhere((u) => shouldDial(local, u), taken));
-    const real = await urlWhere((u) => shouldDial(local, u), taken);
-    const dialed = new Set<string>();
-    for (const url of silent) {
-      const server = createServer((s) => {
-        sockets.push(s);
-        s.on("error", () => {});
-        dialed.add(url);
-      });
-      servers.push(server);
-      await new Promise<void>((r) => server.listen(Number(new URL(url).port), "127.0.0.1", r));
-    }
+    const { local, silent, real, dialed } = await withSilentHosts(40);
     const secret = "dial turns test";
     const a = new Manager({ local, hosts: [local, ...silent], secret, handshakeTimeout: 300, backoff: { base: 20, cap: 50 } });
     grids.push(a);
