@@ -6,6 +6,7 @@
 import { afterEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import {
+  type CallOptions,
   defineSingle,
   DisconnectedError,
   GridError,
@@ -64,9 +65,27 @@ async function startNode(url: string, hosts: string[], over: Partial<ManagerOpti
   return node;
 }
 
+/** Stops `n` (its grid, then its server); a node stopped by a test is no longer stopped after it. */
 async function stopNode(n: TestNode): Promise<void> {
+  const i = started.indexOf(n);
+  if (i >= 0) started.splice(i, 1);
   await n.grid.close();
   await n.server.close();
+}
+
+/**
+ * Three nodes a, b, c with every pair up, and a's call of `handler` in service on b (b counts
+ * it as served); `call` settles with its result or error.
+ */
+async function callInServiceOnB(handler: string, payload: Uint8Array, options: CallOptions) {
+  const urls = await freeUrls(3);
+  const nodes = await Promise.all(urls.map((u) => startNode(u, urls)));
+  await waitUntil(() => allUp(nodes), "every pair up");
+  const [na, nb] = nodes;
+  const toB = na.grid.connection(urls[1]);
+  const call = settled(toB.request(handler, payload, options));
+  await waitUntil(() => nb.grid.stats().connections[urls[0]].serving.requests === 1, `the ${handler} call reached b`);
+  return { urls, nodes, na, nb, toB, call };
 }
 
 afterEach(async () => {
@@ -271,7 +290,6 @@ describe("broadcast", () => {
     const withoutLocal = await na.grid.broadcast(Who, { tag: "x" }, { includeLocal: false });
     assert.deepEqual(withoutLocal.map((r) => r.host), urls.slice(1));
     await stopNode(nodes[2]);
-    started.splice(started.indexOf(nodes[2]), 1);
     const t0 = performance.now();
     const some = await na.grid.broadcast(Who, { tag: "y" }, { timeout: 2_000 });
     assert.ok(performance.now() - t0 < 2_000 + 1_000, "settled within the timeout");
@@ -311,26 +329,21 @@ describe("pick and retryOn", () => {
     assert.equal(na.grid.pick().remote, urls[2], "c has fewer calls in flight");
     assert.equal(na.grid.pick({ exclude: [urls[2]] }).remote, urls[1]);
     await stopNode(nc);
-    started.splice(started.indexOf(nc), 1);
     await waitUntil(() => na.grid.connection(urls[2]).state !== "up", "c down");
     for (let i = 0; i < 20; i++) assert.equal(na.grid.pick().state, "up");
     assert.throws(() => na.grid.pick({ exclude: [urls[1]] }), DisconnectedError);
     await stopNode(nodes[1]);
-    started.splice(started.indexOf(nodes[1]), 1);
     assert.ok((await held) instanceof DisconnectedError);
     assert.throws(() => na.grid.pick(), DisconnectedError);
   });
 
   it("retryOn: \"disconnected\" sends a call that could not be sent to another peer; a call that was sent is not retried", TEST, async () => {
-    const urls = await freeUrls(3);
-    const nodes = await Promise.all(urls.map((u) => startNode(u, urls)));
-    await waitUntil(() => allUp(nodes), "every pair up");
-    const [na, nb] = nodes;
-    const toB = na.grid.connection(urls[1]);
-    const sent = settled(toB.request("hold", new Uint8Array(), { timeout: 10_000, retryOn: "disconnected" }));
-    await waitUntil(() => nb.grid.stats().connections[urls[0]].serving.requests === 1, "the held call reached b");
+    const { urls, nodes, na, nb, toB, call: sent } = await callInServiceOnB(
+      "hold",
+      new Uint8Array(),
+      { timeout: 10_000, retryOn: "disconnected" },
+    );
     await stopNode(nb);
-    started.splice(started.indexOf(nb), 1);
     assert.ok((await sent) instanceof DisconnectedError, "a call that reached b is not retried");
     await waitUntil(() => toB.state !== "up", "b down");
     await assert.rejects(toB.request("whoami", new Uint8Array()), DisconnectedError, "without retryOn it fails");
@@ -340,19 +353,12 @@ describe("pick and retryOn", () => {
     assert.equal(na.grid.stats().retried, before + 1);
     // The retry is bounded: with every peer down it fails with DisconnectedError, not a hang.
     await stopNode(nodes[2]);
-    started.splice(started.indexOf(nodes[2]), 1);
     await waitUntil(() => na.grid.connection(urls[2]).state !== "up", "c down");
     await assert.rejects(toB.request("whoami", new Uint8Array(), { retryOn: "disconnected", timeout: 3_000 }), DisconnectedError);
   });
 
   it("a closing grid answers the requests it serves first; a call that reaches it meanwhile fails as unsent and retryOn sends it elsewhere", TEST, async () => {
-    const urls = await freeUrls(3);
-    const nodes = await Promise.all(urls.map((u) => startNode(u, urls)));
-    await waitUntil(() => allUp(nodes), "every pair up");
-    const [na, nb] = nodes;
-    const toB = na.grid.connection(urls[1]);
-    const served = settled(toB.request("slow", enc.encode("300"), { timeout: 5_000 }));
-    await waitUntil(() => nb.grid.stats().connections[urls[0]].serving.requests === 1, "the slow call reached b");
+    const { urls, nb, toB, call: served } = await callInServiceOnB("slow", enc.encode("300"), { timeout: 5_000 });
     started.splice(started.indexOf(nb), 1);
     const closed = nb.grid.close();
     assert.equal(toB.state, "up", "b keeps the connection while it drains");
