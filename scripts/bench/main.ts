@@ -44,7 +44,7 @@
  *
  * Flags: `--suites rtt,stream,loaded,slow,lockargs,frame,scale,membership,profile`, `--runtimes deno,bun,node`,
  * `--cases raw,wsgrid,capnweb,birpc,socketio`, `--concurrency 1,64,256`, `--sizes 64,4096`,
- * `--nodes 2,8,32`, `--membership-nodes 8,32,64`, `--rounds 2`, `--secondary-rounds 1` (4 KiB and concurrency 256 cells), `--duration 1` (s), `--warmup 0.3` (s), `--quick`, `--full`, `--no-docs`,
+ * `--nodes 2,8,32`, `--membership-nodes 8,32,64`, `--rounds 2`, `--secondary-rounds 1` (4 KiB and concurrency 256 cells), `--duration 1` (s), `--loaded-duration 3` (s, at least `--duration`), `--warmup 0.3` (s), `--quick`, `--full`, `--no-docs`,
  * `--pin split|same|none`, `--dialer client|server|any` (which wsgrid process opens the
  * socket; `client`, like the raw baseline, by default), `--quiet-below 0.2` and `--quiet-wait 10` (s; each run
  * first waits up to that long for other programs to leave the CPUs below 20 %
@@ -129,6 +129,13 @@ const rounds = numberFlag(flags, "rounds", full ? 5 : quick ? 1 : 2);
 /** Rounds of the secondary round-trip cells (other sizes, concurrency other than 1 and 64). */
 const secondaryRounds = numberFlag(flags, "secondary-rounds", full ? rounds : 1);
 const duration = numberFlag(flags, "duration", full ? 3 : quick ? 0.5 : 1);
+/**
+ * The `loaded` suite measures at least this long (s). A request's tail under a stream
+ * follows the reading process's garbage collector, which settles into its cadence over
+ * seconds: on Deno 2.9 the same build measured 3.0–4.2x idle in 1 s windows and 12–18x
+ * in 3 s windows (2026-12-06), so a 1 s window understates it.
+ */
+const loadedDuration = quick ? duration : Math.max(duration, numberFlag(flags, "loaded-duration", 3));
 const warmup = numberFlag(flags, "warmup", full ? 1 : quick ? 0.2 : 0.3);
 const profileSeconds = numberFlag(flags, "profile-seconds", full ? 5 : 3);
 const canPin = cpus().length >= 2 && ["/usr/bin/taskset", "/bin/taskset"].some(existsSync);
@@ -180,17 +187,18 @@ async function measure<T>(
   concurrency: number,
   size: number,
   extra: { server?: string[]; client?: string[] } = {},
+  seconds = duration,
 ): Promise<{ client: T; server?: Record<string, unknown> }> {
   const reserved = await freePorts(c.ports);
   const ports = c.arrange ? await c.arrange(reserved, dialer) : reserved;
-  const params = { concurrency, duration, warmup, size, ports };
+  const params = { concurrency, duration: seconds, warmup, size, ports };
   let server: Child | undefined;
   let client: Child | undefined;
   try {
     server = start(rt, c.server(params), ROOT, serverCpu, extra.server);
     const port = await waitReady(server, 20_000);
     client = start(rt, c.client(params, port), ROOT, clientCpu, extra.client);
-    const result = await waitJson<T>(client, (2 * duration + warmup) * 1000 + 30_000);
+    const result = await waitJson<T>(client, (2 * seconds + 2 * warmup) * 1000 + 30_000);
     await stop(server, 3000);
     const line = server.stdout().trim().split("\n").filter((l) => l.startsWith("{")).at(-1);
     return { client: result, server: line ? JSON.parse(line) as Record<string, unknown> : undefined };
@@ -313,7 +321,7 @@ async function main(): Promise<void> {
               }
               try {
                 run.busyBefore = await quiet();
-                const r = await measure<Record<string, unknown>>(rt, c, suite === "interceptors" ? 64 : 1, 64);
+                const r = await measure<Record<string, unknown>>(rt, c, suite === "interceptors" ? 64 : 1, 64, {}, suite === "loaded" ? loadedDuration : duration);
                 run.client = r.client;
                 run.server = r.server;
                 return describeSuiteRun(run) + busyNote(run.busyBefore);
@@ -512,7 +520,7 @@ async function main(): Promise<void> {
     machine,
     machineAfter: { loadavg: loadavg().map((x) => Math.round(x * 100) / 100) },
     versions,
-    settings: { suites, rounds, secondaryRounds, duration, warmup, sizes, concurrencies, nodeCounts, membershipCounts, pin, dialer, quietBelow, quietWaitMs, full, quick },
+    settings: { suites, rounds, secondaryRounds, duration, loadedDuration, warmup, sizes, concurrencies, nodeCounts, membershipCounts, pin, dialer, quietBelow, quietWaitMs, full, quick },
     cases: cases.map((c) => ({ name: c.name, suite: c.suite ?? "rtt", description: c.description, baseline: c.baseline ?? null, skipped: skipped.get(c.name) ?? null })),
     rows,
     streams: streamRows,
