@@ -400,9 +400,10 @@ export function renderMarkdown(res: Results): string {
       `(${windowMs} at the stream rates measured meanwhile), which is what moves the median. ` +
       "Single requests already jump the queue inside wsgrid (control and call messages go out before queued stream data), so the tail beyond that is the processes themselves. " +
       "Under the stream the reading process's V8 runs full mark-compacts, driven by the external memory of the buffers its socket reads allocate; how often depends on how much the runtime's socket layer allocates per read (see the changes below). " +
+      (!wRows.some((r) => r.runtime === "deno") ? "" :
       "On Deno (2.9, V8 15) what is left is the one copy of each received frame, which the consumer owns: V8 frees such buffers only in a collection, and starts a mark-compact whenever some 15–20 MB of them are waiting for one, which at ~750 MB/s is 30–48 mark-compacts a second (traced, 2026-12-06). " +
       "The same build handing out views of its reused read buffer instead (unsafe, later reads overwrite them; an experiment, not a mode) ran none and measured 1.6× idle at 1.3–1.4 GB/s, and with a smaller young generation (`--v8-flags=--max-semi-space-size=1` on the reading process, so scavenges free the buffers first) 11–18 in the run instead of ~130 and 1.3–2.3×. " +
-      "Without handing out buffers it later reuses, the library has no lever on this. " +
+      "Without handing out buffers it later reuses, the library has no lever on this. ") +
       rawComparison(lRows) +
       (wRows.every((r) => r.p99Ratio != null && r.p99Ratio <= 5)
         ? "In this run the p99 goal is met on every runtime."
